@@ -1,0 +1,17 @@
+"""Datasets: the built-in digits, image folders and .npz arrays, with deterministic stratified splits.
+
+A spec string names the source:
+  builtin:digits        scikit-learn's bundled 8x8 handwritten digits (1 channel, 10 classes)
+  builtin:digits-rgb    the same digits, each tinted with a seeded colour on a seeded background (3 channels)
+  folder:PATH | PATH/   one subfolder per class holding PNG/JPEG images (grayscale or RGB)
+  npz:PATH | PATH.npz   arrays `x` (N,H,W[,C], uint8 or float in [0,1]) and `y` (N,) class ids 0..K-1
+
+Every sample is kept as uint8 NHWC at its native size; `Dataset.split(name, resolution)` resizes.
+Splits: train (supernet weights), holdout (BN re-calibration, predictor, search), calibration (int8
+quantization), test (only for final reporting: never seen by search).
+"""
+from __future__ import annotations
+
+from .dataset import SPLITS, Dataset, Split, load_dataset, resize_images
+
+__all__ = ["SPLITS", "Dataset", "Split", "load_dataset", "resize_images"]
