@@ -1,0 +1,52 @@
+"""Test fixture: tiny full-int8 TFLite models built in code with TensorFlow's own converter.
+
+Not the project's export chain (that is pipeline/export, tested on its own); this gives the serial,
+codegen and cost tests a real int8 model without depending on supernet training.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.contract import InputContract
+
+
+def make_tiny_int8_tflite(path: str | os.PathLike, *, resolution: int = 8, channels: int = 1,
+                          num_classes: int = 10, seed: int = 0) -> tuple[Path, InputContract]:
+    """Write a small conv/depthwise/add/pool/dense int8 model; return its path and input contract."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)  # keras initialisers only read the global seed
+    inp = tf.keras.Input((resolution, resolution, channels), batch_size=1)
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation=tf.nn.relu6)(inp)
+    y = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation=tf.nn.relu6)(x)
+    y = tf.keras.layers.Conv2D(8, 1)(y)
+    x = tf.keras.layers.Add()([x, y])
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(num_classes)(x)
+    model = tf.keras.Model(inp, out)
+
+    rng = np.random.default_rng(seed)
+    calib = rng.integers(0, 256, size=(32, resolution, resolution, channels), dtype=np.uint8)
+    calib[0] = 0
+    calib[1] = 255
+
+    def representative():
+        for img in calib:
+            yield [img[None].astype(np.float32) / 255.0]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    data = conv.convert()
+    path = Path(path)
+    path.write_bytes(data)
+    interp = tf.lite.Interpreter(model_content=data)
+    scale, zp = interp.get_input_details()[0]["quantization"]
+    return path, InputContract(resolution, resolution, channels, float(scale), int(zp))
