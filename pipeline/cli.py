@@ -48,6 +48,19 @@ def _command_module(name: str):
         raise
 
 
+def _subcommand_name(argv: list[str]) -> str | None:
+    """The first positional word, skipping the global options (and the value of --boards-dir)."""
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--boards-dir":
+            skip = True
+        elif not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ofa-mcu",
@@ -68,15 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # Parse twice: first to learn the subcommand, then with its own arguments added.
+    # Find the subcommand before parsing, so its own options exist when `--help` is parsed.
+    name = _subcommand_name(argv)
+    module = _command_module(name) if name else None
+    if module is not None:
+        module.add_arguments(parser._subparsers._group_actions[0].choices[name])  # noqa: SLF001
     known, _ = parser.parse_known_args(argv)
     if not getattr(known, "command", None):
         parser.print_help()
         return 0 if not argv else 2
-    module = _command_module(known.command)
-    sub_parser = parser._subparsers._group_actions[0].choices[known.command]  # noqa: SLF001
-    if module is not None:
-        module.add_arguments(sub_parser)
     args = parser.parse_args(argv)
     if args.boards_dir:
         os.environ["OFA_MCU_BOARDS_DIR"] = os.pathsep.join(

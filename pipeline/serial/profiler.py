@@ -1,0 +1,81 @@
+"""Per-op cycles from the board (PROFILE command) -> the calibration file the latency model fits.
+
+Format (docs/PROTOCOL.md, "Calibration file"): board, core, clock, cycle source, model, and per op
+{index, op_type, op_code, class, kernel, input_shapes, output_shapes, macs, [elements], cycles (median
+of the runs), cycles_runs}; `pipeline.costs.fit_latency(calibration["ops"], board)` fits it directly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._io import write_json
+from ..boards import Board, load_board
+from ..errors import ModelMismatchError, SerialLinkError
+from .checker import load_contract
+from .client import ProtocolClient
+from .link import open_port
+from .latency import op_class_work
+from .model_info import read_model
+
+FORMAT = "ofa-mcu-op-profile"
+FORMAT_VERSION = 1
+
+
+def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | None = None, runs: int = 3,
+                data_spec: str | None = None, seed: int = 0, timeout_s: float = 0.5, sim_options=None,
+                log=print) -> dict:
+    """Profile `runs` inferences on the device; write and return the calibration dict."""
+    model_path = Path(model_path)
+    model = read_model(model_path)
+    board = load_board(board) if isinstance(board, str) else board
+    baud = baud or board.serial_baud
+    contract = load_contract(model_path, model)
+    if data_spec:
+        from ..data import load_dataset
+        pixels = load_dataset(data_spec, seed=seed).split("test", resolution=contract.height).x[0]
+    else:  # any defined image will do: int8 kernel timing hardly depends on the values
+        pixels = np.random.default_rng(seed).integers(0, 256, size=contract.shape[1:], dtype=np.uint8)
+    x = contract.quantize(pixels).tobytes()
+    own_port = isinstance(port, str)
+    ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
+    client = ProtocolClient(ser, timeout_s=timeout_s)
+    try:
+        info = client.hello()
+        if info.model_hash != model.hash16:
+            raise ModelMismatchError(f"the device runs model {info.model_hash} but {model_path.name} is "
+                                     f"{model.hash16}", hint="profile the model the firmware was built from")
+        client.send_input(x)
+        all_runs = [client.profile() for _ in range(max(1, runs))]
+    finally:
+        client.close() if own_port else client.detach()
+    codes = [o.op_code for o in all_runs[0]]
+    if codes != [o.op_code for o in model.ops]:
+        raise SerialLinkError(f"the device profiled {len(codes)} ops {codes[:8]}... but the model has "
+                              f"{len(model.ops)} ops {[o.op_code for o in model.ops][:8]}...",
+                              hint="the firmware's profiler must report one entry per model op, in order")
+    ops = []
+    for op in model.ops:
+        per_run = [int(r[op.index].cycles) for r in all_runs]
+        cls, work, kernel = op_class_work(op)
+        # op/class/kernel/macs|elements/cycles make each entry a row pipeline.costs.fit_latency reads as is
+        ops.append({"index": op.index, "op_type": op.op_type, "op": op.op_type, "op_code": op.op_code,
+                    "class": cls, "kernel": kernel,
+                    "input_shapes": [list(s) for s in op.input_shapes],
+                    "output_shapes": [list(s) for s in op.output_shapes], "macs": op.macs,
+                    **({} if cls in ("conv", "pw", "dw", "fc") else {"elements": work}),
+                    "cycles": int(np.median(per_run)), "cycles_runs": per_run})
+    source = "simulated" if info.simulated else ("timer" if info.cycles_from_timer else "cycle counter")
+    result = {"format": FORMAT, "version": FORMAT_VERSION, "board": board.id, "core": board.core,
+              "clock_hz": board.clock_hz, "cycle_source": source, "cycle_hz": info.cycle_hz,
+              "simulated": info.simulated, "firmware_version": info.firmware_version,
+              "device_board_id": info.board_id, "model": str(model_path), "model_sha256": model.sha256,
+              "runs": len(all_runs), "total_macs": model.macs, "total_cycles": sum(o["cycles"] for o in ops),
+              "ops": ops}
+    out = Path(out) if out else model_path.with_name(f"profile_{board.id}.json")
+    write_json(out, result)
+    ms = result["total_cycles"] / info.cycle_hz * 1e3 if info.cycle_hz else float("nan")
+    log(f"profile: {len(ops)} ops, {result['total_cycles']} cycles ({ms:.3g} ms, {source}) on {board.id} "
+        f"-> {out}")
+    return result

@@ -1,0 +1,38 @@
+"""Host int8 inference with the TFLite Micro Python runtime: the reference a device must agree with."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .model_info import ModelInfo, read_model
+
+
+def arena_bytes_for(model_size: int) -> int:
+    # The runtime segfaults instead of raising when the arena is too small (reference/README.md), and
+    # it has no arena getter to probe with: be generous.
+    return 4 * model_size + 256 * 1024
+
+
+class TflmRunner:
+    """One TFLM interpreter for one model; `run(int8 bytes) -> int8 bytes` of the first output."""
+
+    def __init__(self, model_path: str | os.PathLike, model: ModelInfo | None = None):
+        from tflite_micro.python.tflite_micro import runtime
+
+        self.model = model or read_model(model_path)
+        if self.model.input.dtype != "int8" or self.model.output.dtype != "int8":
+            raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype}/"
+                                f"{self.model.output.dtype}, the serial check needs a full-int8 model",
+                                hint="export with `ofa-mcu export` (full-int8 input and output)")
+        self._interp = runtime.Interpreter.from_file(str(Path(model_path)),
+                                                     arena_size=arena_bytes_for(self.model.size_bytes))
+        self._shape = self.model.input.shape
+
+    def run(self, data: bytes) -> bytes:
+        x = np.frombuffer(data, dtype=np.int8).reshape(self._shape)
+        self._interp.set_input(x, 0)
+        self._interp.invoke()
+        return np.asarray(self._interp.get_output(0), dtype=np.int8).tobytes()
