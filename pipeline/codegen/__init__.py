@@ -1,0 +1,154 @@
+"""Firmware generation: a TFLite Micro project folder per board, rendered from firmware_templates/.
+
+Public entry: `generate_firmware(model_path, board, out_dir, report=None, labels=None)`.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .._io import read_json, write_json, write_text
+from ..boards import Board, load_board
+from ..contract import InputContract
+from ..errors import ArtifactError, UsageError
+from .arena import ArenaPlan, cortex_m_arena_bytes, cmsis_nn_scratch, plan_arena
+from .context import (FirmwareContext, _tensor, board_context, check_contract, core_flags,
+                      generator_version, model_data_lines)
+from .model import ModelInfo, read_model
+from .ops import TFLM_COMMIT, resolver_entries
+from .render import render_files
+
+__all__ = ["generate_firmware", "build_context", "cortex_m_arena_bytes", "cmsis_nn_scratch",
+           "measured_arena_bytes", "FirmwareContext", "MANIFEST"]
+
+MANIFEST = "firmware.json"
+
+
+def measured_arena_bytes(report: dict) -> int | None:
+    """The measured minimum TFLM arena (64-bit host runtime) of an export report, or None if it has none.
+
+    The key is `arena.min_arena_bytes` (pipeline/export/arena.py ArenaReport). Never `arena_used_bytes()`
+    (`recorded_total_bytes`): it under-reports the true minimum.
+    """
+    arena = report.get("arena")
+    if arena is None:
+        return None
+    value = arena.get("min_arena_bytes") if isinstance(arena, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ArtifactError("the export report's 'arena' has no positive 'min_arena_bytes'",
+                            hint="re-run `ofa-mcu export`, which measures the minimum arena")
+    return value
+
+
+def _int8_ops(model: ModelInfo) -> set[str]:
+    """Ops whose every instance has int8 activations (and int8 weights where it has weights)."""
+    ok: dict[str, bool] = {}
+    for op in model.ops:
+        tensors = [t for t in op.inputs if t is not None]
+        acts = [t for t in tensors if not t.is_constant] + list(op.outputs)
+        weights = [t for t in tensors if t.is_constant and len(t.shape) > 1]
+        good = all(t.dtype == "int8" for t in acts) and all(t.dtype == "int8" for t in weights)
+        ok[op.builtin] = ok.get(op.builtin, True) and good
+    return {k for k, v in ok.items() if v}
+
+
+def _load_report(model_path: Path, report: str | os.PathLike | dict | None) -> tuple[dict | None, bool]:
+    if isinstance(report, dict):
+        return report, True
+    if report is None:
+        default = model_path.with_name("export_report.json")
+        if not default.exists():
+            return None, False
+        report = default
+    data = read_json(report)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{report}: an export report must be a JSON object")
+    return data, True
+
+
+def _labels(labels, report: dict | None, num_classes: int) -> tuple[str, ...]:
+    if labels is None and report is not None:
+        labels = report.get("labels")
+    if labels is None:
+        return tuple(str(i) for i in range(num_classes))
+    labels = tuple(str(x) for x in labels)
+    if len(labels) != num_classes:
+        raise UsageError(f"{len(labels)} labels given for a model with {num_classes} outputs",
+                         hint="give exactly one label per output class, in class-index order")
+    return labels
+
+
+def build_context(model_path: str | os.PathLike, board: Board, *, report=None, labels=None,
+                  app_name: str = "ofa_mcu_app") -> FirmwareContext:
+    """Everything the templates receive, checked: model, board, export report, labels."""
+    model_path = Path(model_path)
+    model, data = read_model(model_path)
+    rep, used = _load_report(model_path, report)
+    if rep is not None and rep.get("input_contract"):
+        contract = InputContract.from_dict(rep["input_contract"])
+        check_contract(contract, model)
+    else:
+        shape = model.input.shape
+        if len(shape) != 4 or model.input.dtype != "int8":
+            raise ArtifactError(f"{model_path}: input {shape} {model.input.dtype}; the firmware expects an "
+                                f"int8 NHWC image input")
+        contract = InputContract(shape[1], shape[2], shape[3], model.input.scale, model.input.zero_point)
+    if rep is not None and rep.get("model_sha256"):
+        if rep["model_sha256"] != model.sha256:
+            raise ArtifactError("the export report describes another model (sha256 differs)",
+                                hint="pass the export_report.json written next to this model")
+    num_classes = model.output.shape[-1] if model.output.shape else 1
+    measured = measured_arena_bytes(rep) if rep is not None else None
+    arena: ArenaPlan = plan_arena(model, board.core, measured)
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", app_name):
+        raise UsageError(f"app name {app_name!r} is not a C identifier",
+                         hint="use letters, digits and underscores, not starting with a digit")
+    return FirmwareContext(
+        generator=generator_version(), app_name=app_name, model_sha256=model.sha256,
+        model_hash_bytes=tuple(bytes.fromhex(model.sha256)[:16]), model_bytes=model.size_bytes,
+        model_data_lines=model_data_lines(data), input=_tensor(model.input), output=_tensor(model.output),
+        input_lut=tuple(int(v) for v in contract.lut), pixel_scale=contract.pixel_scale,
+        pixel_offset=contract.pixel_offset, labels=_labels(labels, rep, num_classes), num_classes=num_classes,
+        ops=tuple(resolver_entries([op.builtin for op in model.ops], _int8_ops(model))),
+        op_count=len(model.ops), op_codes=tuple(op.builtin_code for op in model.main_ops),
+        op_names=tuple(op.builtin for op in model.main_ops), arena=arena, board=board_context(board),
+        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used)
+
+
+def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir: str | os.PathLike, *,
+                      report: str | os.PathLike | dict | None = None, labels=None,
+                      app_name: str = "ofa_mcu_app") -> Path:
+    """Render a self-contained firmware project for `board` into `out_dir`; return out_dir.
+
+    `report` defaults to export_report.json beside the model (measured arena, input contract, labels);
+    without one the arena is an estimate and model_settings.h says so. All files are rendered in memory
+    first, then each is written atomically, so a failure leaves no half-written file.
+    """
+    if isinstance(board, str):
+        board = load_board(board)
+    ctx = build_context(model_path, board, report=report, labels=labels, app_name=app_name)
+    files = render_files(ctx)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a directory", hint="choose another --out")
+    previous = out / MANIFEST
+    stale: list[str] = []
+    if previous.exists():
+        try:
+            stale = [n for n in read_json(previous).get("files", []) if n not in files and "/" not in n]
+        except ArtifactError:
+            stale = []
+    for name, text in files.items():
+        write_text(out / name, text)
+    for name in stale:  # generated last time for another family (e.g. startup.c), not any user file
+        (out / name).unlink(missing_ok=True)
+    write_json(out / MANIFEST, {
+        "generated_by": ctx.generator, "board": board.id, "model_sha256": ctx.model_sha256,
+        "model_bytes": ctx.model_bytes, "arena_bytes": ctx.arena.bytes, "arena_source": ctx.arena.source,
+        "arena_base_bytes": ctx.arena.base_bytes, "ops": [op.builtin for op in ctx.ops],
+        "core": board.core, "family": board.family, "pico_sdk": ctx.board.pico_sdk,
+        "flash_runner": {"tool": ctx.board.runner_tool, "program": ctx.board.runner_program,
+                         "install": ctx.board.runner_install, "needs_port": ctx.board.runner_needs_port},
+        "tflm_commit": ctx.tflm_commit, "files": sorted(files)})
+    return out

@@ -1,0 +1,212 @@
+"""The typed template context: exactly what the templates receive, built from the model, board and report.
+
+Templates see one `FirmwareContext` as `ctx` plus the filters of render.py; nothing else (the Jinja
+environment is StrictUndefined, so a misspelt field is an error, not an empty string).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+
+from ..boards import Board
+from ..contract import InputContract
+from ..errors import ArtifactError, BoardError
+from .arena import ArenaPlan
+from .cstring import make_word
+from .families import (PICO_SDK_FAMILIES, Stm32Uart, core_clock_hz, flash_region, ram_region,
+                       stm32_series, stm32_uart)
+from .model import ModelInfo, TensorInfo
+from .ops import OpRegistration
+
+
+def generator_version() -> str:
+    try:
+        return f"ofa-mcu {metadata.version('ofa-mcu')}"
+    except metadata.PackageNotFoundError:
+        return "ofa-mcu (source tree)"
+
+
+@dataclass(frozen=True)
+class TensorContext:
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float
+    zero_point: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class CoreFlags:
+    mcpu: str
+    fpu: str                 # "none" or the -mfpu value
+    float_abi: str           # hard | soft
+    tflm_target_arch: str    # TARGET_ARCH of TFLite Micro's cortex_m_generic target
+    has_dwt: bool
+    arch_flags: str          # the compiler flags, ready for the Makefile
+
+
+@dataclass(frozen=True)
+class BoardContext:
+    id: str
+    name: str
+    mcu: str
+    vendor: str
+    core: str
+    family: str
+    series: str              # STM32 series (F4 ...) or ""
+    clock_hz: int            # the board's rated clock (board file)
+    core_clock_hz: int       # the clock the firmware configures
+    flash_origin: int
+    flash_length: int
+    ram_origin: int
+    ram_length: int
+    ram_bank: str
+    usable_sram_bytes: int
+    usable_flash_bytes: int
+    stack_bytes: int
+    baud: int
+    uart: str
+    uart_doc: str            # pins and wiring, for the README
+    usb_id: str              # "0483:374B" or ""
+    runner_tool: str
+    runner_args: tuple[str, ...]
+    runner_program: str      # the executable `make flash` runs
+    runner_install: str      # how to install it
+    runner_needs_port: bool  # the command takes the serial port (PORT=...)
+    flash_command: str       # the recipe line, quoted for make and the shell
+    qemu_machine: str
+    emulated: bool
+    pico_sdk: bool
+    notes: str
+    stm32: Stm32Uart | None
+
+
+@dataclass(frozen=True)
+class FirmwareContext:
+    generator: str           # "ofa-mcu 0.1.0"
+    app_name: str            # C identifier-safe
+    model_sha256: str
+    model_hash_bytes: tuple[int, ...]      # first 16 bytes, for the protocol's HELLO
+    model_bytes: int
+    model_data_lines: tuple[str, ...]      # "0x1c, 0x00, ..." lines of the array body
+    input: TensorContext
+    output: TensorContext
+    input_lut: tuple[int, ...]
+    pixel_scale: float
+    pixel_offset: float
+    labels: tuple[str, ...]
+    num_classes: int
+    ops: tuple[OpRegistration, ...]        # distinct ops: the resolver's N is len(ops)
+    op_count: int                          # op nodes over all subgraphs (profiler slots)
+    op_codes: tuple[int, ...]              # BuiltinOperator of each main-subgraph op, in execution order
+    op_names: tuple[str, ...]
+    arena: ArenaPlan
+    board: BoardContext
+    core: CoreFlags
+    tflm_commit: str
+    report_used: bool
+
+
+def _tensor(t: TensorInfo) -> TensorContext:
+    return TensorContext(tuple(int(d) for d in t.shape), t.dtype, float(t.scale), int(t.zero_point), t.bytes)
+
+
+def core_flags(board: Board) -> CoreFlags:
+    mcpu = board.mcpu
+    hard = board.fpu != "none"
+    flags = [f"-mcpu={mcpu}", "-mthumb"]
+    if hard:
+        flags += [f"-mfpu={board.fpu}", "-mfloat-abi=hard"]
+    else:
+        flags += ["-mfloat-abi=soft"]
+    arch = {"cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m3"}.get(board.core)
+    if arch is None:
+        arch = board.core + ("+fp" if hard and board.core in ("cortex-m4", "cortex-m7") else "")
+    if board.core in ("cortex-m33", "cortex-m55") and not hard:
+        arch = board.core + "+nofp" if board.core == "cortex-m55" else "cortex-m33+nodsp"
+    return CoreFlags(mcpu, board.fpu, "hard" if hard else "soft", arch, board.has_dwt_cyccnt, " ".join(flags))
+
+
+# Flash runner -> (program, how to install it).
+RUNNERS = {
+    "openocd": ("openocd", "Install it: sudo apt-get install openocd"),
+    "pyocd": ("pyocd", "Install it: pip install pyocd"),
+    "st-flash": ("st-flash", "Install it: sudo apt-get install stlink-tools"),
+    "picotool": ("picotool", "Install it: sudo apt-get install picotool (Debian 13, Ubuntu 24.04) or build "
+                             "https://github.com/raspberrypi/picotool"),
+    "nrfjprog": ("nrfjprog", "Install Nordic's nRF Command Line Tools (nordicsemi.com)"),
+    "bossac": ("bossac", "Install it: sudo apt-get install bossa-cli (or use the bossac of the Arduino mbed core)"),
+    "ambiq-uart": ("ambiq_bin2board.py", "Put tools/apollo3_scripts of SparkFun's AmbiqSuite SDK on your PATH"),
+    "qemu": ("qemu-system-arm", "Install it: sudo apt-get install --no-install-recommends qemu-system-arm"),
+}
+_PLACEHOLDERS = {"{elf}": "app.elf", "{hex}": "app.hex", "{bin}": "app.bin", "{port}": "$(PORT)"}
+
+
+def flash_command(board: Board) -> tuple[str, bool]:
+    """The runner's command line for the Makefile, and whether it needs PORT."""
+    program = RUNNERS[board.flash_runner.tool][0]
+    words = [make_word(program)]
+    needs_port = False
+    for arg in board.flash_runner.args:
+        word = make_word(arg)
+        for key, value in _PLACEHOLDERS.items():
+            needs_port |= key == "{port}" and key in word
+            word = word.replace(key, value)
+        words.append(word)
+    return " ".join(words), needs_port
+
+
+def board_context(board: Board) -> BoardContext:
+    if board.family not in ("stm32", "nrf52", "apollo3", "rp2040", "rp2350", "mps2"):
+        raise BoardError(f"{board.path}: family '{board.family}' has no firmware templates")
+    flash_origin, flash_length = flash_region(board)
+    ram_origin, ram_length = ram_region(board)
+    stm = stm32_uart(board) if board.family == "stm32" else None
+    uart_doc = {
+        "mps2": "CMSDK UART0 at 0x40004000; QEMU connects it to a host pseudo-terminal",
+        "nrf52": "UART0 on P1.03 = TX (pin D1), P1.10 = RX (pin D0): use a 3.3 V USB-serial adapter "
+                 "(the native USB port needs a USB CDC stack, see the README)",
+        "apollo3": "UART0 on pad 48 = TX, pad 49 = RX, wired to the on-board CH340 USB-serial chip",
+        "rp2040": "USB CDC serial of the pico-sdk (stdio_usb, raw binary: CR/LF translation off)",
+        "rp2350": "USB CDC serial of the pico-sdk (stdio_usb, raw binary: CR/LF translation off)",
+    }.get(board.family, stm.pins_doc if stm else "")
+    # Stack: a quarter of the reserve, at least 4 KB and at most 16 KB (TFLM's deepest call chain with
+    # CMSIS-NN kernels stays well under 4 KB; the protocol uses < 1 KB).
+    stack = max(4096, min(16384, board.reserved_sram_bytes // 4)) // 8 * 8
+    command = flash_command(board)
+    return BoardContext(
+        id=board.id, name=board.name, mcu=board.mcu, vendor=board.vendor, core=board.core,
+        family=board.family, series=stm32_series(board) if board.family == "stm32" else "",
+        clock_hz=board.clock_hz, core_clock_hz=core_clock_hz(board), flash_origin=flash_origin,
+        flash_length=flash_length, ram_origin=ram_origin, ram_length=ram_length, ram_bank=board.arena_bank,
+        usable_sram_bytes=board.usable_sram_bytes, usable_flash_bytes=board.usable_flash_bytes,
+        stack_bytes=stack, baud=board.serial_baud, uart=board.uart or "", uart_doc=uart_doc,
+        usb_id=f"{board.usb_vid}:{board.usb_pid}" if board.usb_vid else "",
+        runner_tool=board.flash_runner.tool, runner_args=tuple(board.flash_runner.args),
+        runner_program=RUNNERS[board.flash_runner.tool][0], runner_install=RUNNERS[board.flash_runner.tool][1],
+        runner_needs_port=command[1], flash_command=command[0],
+        qemu_machine=board.qemu_machine or "", emulated=board.emulated,
+        pico_sdk=board.family in PICO_SDK_FAMILIES, notes=board.notes, stm32=stm)
+
+
+def model_data_lines(data: bytes, per_line: int = 12) -> tuple[str, ...]:
+    return tuple(", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ","
+                 for i in range(0, len(data), per_line))
+
+
+def check_contract(contract: InputContract, model: ModelInfo) -> None:
+    """The export's input contract must describe this model's input tensor."""
+    shape = model.input.shape
+    if len(shape) != 4 or tuple(shape[1:]) != (contract.height, contract.width, contract.channels):
+        raise ArtifactError(f"the input contract is for {contract.height}x{contract.width}x{contract.channels} "
+                            f"but the model input is {tuple(shape)}",
+                            hint="the export report belongs to another model: pass the matching --report")
+    if model.input.dtype != "int8":
+        raise ArtifactError(f"the model input is {model.input.dtype}; the firmware expects a full-int8 model",
+                            hint="export with int8 input and output (ofa-mcu export does)")
+    if abs(contract.input_scale - model.input.scale) > 1e-6 * max(1.0, abs(model.input.scale)) or \
+            contract.input_zero_point != model.input.zero_point:
+        raise ArtifactError(
+            f"the input contract's quantization (scale {contract.input_scale}, zero point "
+            f"{contract.input_zero_point}) differs from the model's ({model.input.scale}, {model.input.zero_point})",
+            hint="the export report belongs to another model: pass the matching --report")

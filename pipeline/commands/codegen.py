@@ -1,0 +1,33 @@
+"""`ofa-mcu codegen`: render a TFLite Micro firmware project for a board."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="the int8 .tflite (model_int8.tflite from `ofa-mcu export`)")
+    p.add_argument("--board", required=True, help="board id (`ofa-mcu boards`)")
+    p.add_argument("--out", required=True, help="folder to write the project into")
+    p.add_argument("--report", help="export_report.json (default: the one beside the model, if any)")
+    p.add_argument("--labels", help="text file with one class label per line (default: 0..N-1)")
+    p.add_argument("--app-name", default="ofa_mcu_app", help="C identifier naming the application")
+
+
+def run(args) -> int:
+    from ..errors import UsageError
+    from ..codegen import generate_firmware
+
+    labels = None
+    if args.labels:
+        try:
+            labels = Path(args.labels).read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise UsageError(f"{args.labels}: labels file not found") from None
+    out = generate_firmware(args.model, args.board, args.out, report=args.report, labels=labels,
+                            app_name=args.app_name)
+    from .._io import read_json
+    m = read_json(out / "firmware.json")
+    print(f"codegen: {out} for {m['board']}: {len(m['ops'])} ops ({', '.join(m['ops'])}), arena "
+          f"{m['arena_bytes']} B ({m['arena_source']}), model {m['model_bytes']} B; next: ofa-mcu build {out}")
+    return 0
