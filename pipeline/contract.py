@@ -46,10 +46,13 @@ class InputContract:
 
     def _compute_lut(self) -> np.ndarray:
         pixels = np.arange(256, dtype=np.uint8)
-        real = pixels_to_float(pixels, self.pixel_scale, self.pixel_offset).astype(np.float64)
-        # TFLite's QUANTIZE rounds half away from zero; match it so a float pipeline agrees too.
-        scaled = real / self.input_scale
-        q = np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + self.input_zero_point
+        real = pixels_to_float(pixels, self.pixel_scale, self.pixel_offset)  # float32, as the model sees it
+        # TFLite's QUANTIZE computes round(real / scale) in float32, half away from zero (std::round);
+        # dividing in float64 would disagree on exact .5 ties.
+        scaled = real / np.float32(self.input_scale)
+        mag = np.abs(scaled)
+        rounded = np.floor(mag) + (mag - np.floor(mag) >= 0.5)
+        q = np.sign(scaled) * rounded + self.input_zero_point
         return np.clip(q, -128, 127).astype(np.int8)
 
     @property

@@ -1,0 +1,245 @@
+"""Read a .tflite flatbuffer into plain dataclasses: ops in execution order, tensors, quantization.
+
+Uses the flatbuffer schema shipped with `tflite-micro` (pure Python, no TensorFlow import), so cost
+models, codegen and tests can inspect a model cheaply. `activation_floor_bytes` is the analytic lower
+bound on the activation arena: the largest set of activation tensors alive at any op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError
+
+_DTYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, "BOOL": 1, "INT16": 2,
+                "INT8": 1, "FLOAT64": 8, "UINT64": 8, "UINT32": 4, "UINT16": 2, "BFLOAT16": 2}
+
+
+def _schema():
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
+    return schema_fb
+
+
+def _enum_names(cls) -> dict[int, str]:
+    return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # TFLite TensorType name: INT8, INT32, FLOAT32, ...
+    is_constant: bool  # backed by a buffer in the model (weights, biases, shape operands)
+    scales: tuple[float, ...] = ()
+    zero_points: tuple[int, ...] = ()
+    quantized_dimension: int = 0
+
+    @property
+    def num_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= max(int(d), 0)
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.num_elements * _DTYPE_BYTES.get(self.dtype, 0)
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scales) > 1
+
+    def to_dict(self, full_quantization: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {"index": self.index, "name": self.name, "shape": list(self.shape),
+                             "dtype": self.dtype, "bytes": self.nbytes, "constant": self.is_constant}
+        if self.scales:
+            if len(self.scales) == 1 or full_quantization:
+                d["scale"] = list(self.scales) if len(self.scales) > 1 else self.scales[0]
+                d["zero_point"] = list(self.zero_points) if len(self.zero_points) > 1 else self.zero_points[0]
+            else:
+                d["per_channel"] = {"axis": self.quantized_dimension, "count": len(self.scales),
+                                    "scale_min": min(self.scales), "scale_max": max(self.scales),
+                                    "zero_points": sorted(set(self.zero_points))}
+        return d
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    index: int
+    name: str  # builtin operator name (CONV_2D) or the custom code (FlexErf, ...)
+    is_custom: bool
+    version: int
+    inputs: tuple[int, ...]  # tensor indices; -1 marks an omitted optional input
+    outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self, tensors: list[TensorInfo]) -> dict[str, Any]:
+        def t(i):
+            if i < 0:
+                return None
+            ti = tensors[i]
+            d = {"tensor": i, "shape": list(ti.shape), "dtype": ti.dtype}
+            if ti.is_constant:
+                d["constant"] = True
+            if ti.scales and not ti.per_channel:
+                d["scale"], d["zero_point"] = ti.scales[0], ti.zero_points[0]
+            elif ti.per_channel:
+                d["per_channel_scales"] = len(ti.scales)
+            return d
+        return {"index": self.index, "op": self.name, "custom": self.is_custom, "version": self.version,
+                "options": self.options, "inputs": [t(i) for i in self.inputs],
+                "outputs": [t(i) for i in self.outputs]}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_bytes: int
+    ops: tuple[OpInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    schema_version: int
+    description: str = ""
+    num_subgraphs: int = 1
+
+    @property
+    def op_names(self) -> list[str]:
+        return [op.name for op in self.ops]
+
+    @property
+    def input(self) -> TensorInfo:
+        return self.tensors[self.inputs[0]]
+
+    @property
+    def output(self) -> TensorInfo:
+        return self.tensors[self.outputs[0]]
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of constant tensor data (weights, biases, shape operands)."""
+        return sum(t.nbytes for t in self.tensors if t.is_constant)
+
+    def is_activation(self, index: int) -> bool:
+        return index >= 0 and not self.tensors[index].is_constant
+
+    def live_activation_bytes(self) -> list[int]:
+        """Per op: bytes of activation tensors alive while it runs (its inputs and outputs, plus any
+        tensor made earlier and read later, such as a residual branch; graph outputs stay live)."""
+        first: dict[int, int] = {i: -1 for i in self.inputs}
+        last: dict[int, int] = {}
+        for op in self.ops:
+            for i in op.outputs:
+                if self.is_activation(i):
+                    first.setdefault(i, op.index)
+            for i in (*op.inputs, *op.outputs):
+                if self.is_activation(i):
+                    last[i] = op.index
+        end = len(self.ops)
+        for i in self.outputs:
+            last[i] = end
+        per_op = []
+        for op in self.ops:
+            live = {i for i, f in first.items() if f <= op.index <= last.get(i, f)}
+            live |= {i for i in (*op.inputs, *op.outputs) if self.is_activation(i)}
+            per_op.append(sum(self.tensors[i].nbytes for i in live))
+        return per_op
+
+    def activation_floor_bytes(self) -> int:
+        """Analytic arena floor: the largest live activation set of any op (MCUNet's peak SRAM)."""
+        per_op = self.live_activation_bytes()
+        return max(per_op) if per_op else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model_bytes": self.model_bytes, "weight_bytes": self.weight_bytes,
+                "schema_version": self.schema_version, "num_subgraphs": self.num_subgraphs,
+                "input": self.input.to_dict(), "output": self.output.to_dict(),
+                "activation_floor_bytes": self.activation_floor_bytes(),
+                "op_counts": _counts(self.op_names),
+                "ops": [op.to_dict(list(self.tensors)) for op in self.ops]}
+
+
+def _counts(names: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in names:
+        out[n] = out.get(n, 0) + 1
+    return out
+
+
+def _options_dict(op_t, fb) -> dict[str, Any]:
+    opts = op_t.builtinOptions
+    if opts is None:
+        return {}
+    padding, act = _enum_names(fb.Padding), _enum_names(fb.ActivationFunctionType)
+    out: dict[str, Any] = {}
+    for key, value in vars(opts).items():
+        if key == "padding":
+            value = padding.get(value, value)
+        elif key == "fusedActivationFunction":
+            value = act.get(value, value)
+        elif hasattr(value, "tolist"):
+            value = value.tolist()
+        elif value is not None and not isinstance(value, (int, float, bool, str, list)):
+            continue
+        out[key] = value
+    return out
+
+
+def inspect_tflite(model: str | os.PathLike | bytes | bytearray) -> ModelInfo:
+    """Parse a .tflite file (path) or its bytes. Only subgraph 0 is described (TFLM runs that one)."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data = bytes(model)
+        where = "<bytes>"
+    else:
+        where = str(model)
+        try:
+            data = Path(model).read_bytes()
+        except FileNotFoundError:
+            raise ArtifactError(f"{where}: model file not found") from None
+    fb = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ArtifactError(f"{where}: not a TFLite flatbuffer (missing the 'TFL3' identifier)",
+                            hint="pass the model_int8.tflite written by `ofa-mcu export`")
+    try:
+        m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
+    except Exception as e:  # a truncated buffer raises from deep inside flatbuffers
+        raise ArtifactError(f"{where}: corrupt TFLite flatbuffer ({e.__class__.__name__}: {e})") from None
+    if not m.subgraphs:
+        raise ArtifactError(f"{where}: the model has no subgraph")
+    builtin = _enum_names(fb.BuiltinOperator)
+    ttype = _enum_names(fb.TensorType)
+    sg = m.subgraphs[0]
+    buffers = m.buffers or []
+
+    tensors = []
+    for i, t in enumerate(sg.tensors or []):
+        buf = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
+        const = buf is not None and ((buf.data is not None and len(buf.data) > 0) or buf.size > 0)
+        q = t.quantization
+        scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
+        zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
+        name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
+        tensors.append(TensorInfo(i, name, tuple(int(d) for d in (t.shape if t.shape is not None else ())),
+                                  ttype.get(t.type, str(t.type)), bool(const), scales, zps,
+                                  int(q.quantizedDimension) if q is not None else 0))
+
+    ops = []
+    for k, op in enumerate(sg.operators or []):
+        code = m.operatorCodes[op.opcodeIndex]
+        bcode = max(code.builtinCode, code.deprecatedBuiltinCode)
+        custom = bcode == fb.BuiltinOperator.CUSTOM
+        if custom:
+            cc = code.customCode
+            name = cc.decode() if isinstance(cc, bytes) else str(cc)
+        else:
+            name = builtin.get(bcode, f"BUILTIN_{bcode}")
+        ops.append(OpInfo(k, name, custom, int(code.version),
+                          tuple(int(i) for i in (op.inputs if op.inputs is not None else ())),
+                          tuple(int(i) for i in (op.outputs if op.outputs is not None else ())),
+                          _options_dict(op, fb)))
+    desc = m.description.decode() if isinstance(m.description, bytes) else (m.description or "")
+    return ModelInfo(len(data), tuple(ops), tuple(tensors),
+                     tuple(int(i) for i in sg.inputs), tuple(int(i) for i in sg.outputs),
+                     int(m.version), desc, len(m.subgraphs))
