@@ -1,0 +1,40 @@
+"""`ofa-mcu deploy`: search -> export -> codegen -> build -> flash -> check -> report, resumable."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--board", required=True, help="board id (see `ofa-mcu boards`)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--supernet", metavar="DIR", help="a trained supernet (runs/NAME/supernet)")
+    src.add_argument("--data", metavar="SPEC", help="train a supernet on this dataset first")
+    p.add_argument("--run", metavar="DIR", help="run directory (default: the supernet's run, or runs/deploy)")
+    p.add_argument("--schedule", metavar="FILE", help="training schedule JSON, with --data")
+    p.add_argument("--space", metavar="FILE", help="search space JSON, with --data")
+    p.add_argument("--latency-ms", type=float, help="latency budget")
+    p.add_argument("--sram-kb", type=float, help="tighter SRAM budget than the board's usable SRAM")
+    p.add_argument("--flash-kb", type=float, help="tighter flash budget than the board's usable flash")
+    p.add_argument("--port", default="sim", help="serial port for the check: a device, auto, or sim (default)")
+    p.add_argument("--limit", type=int, help="check only the first N test samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+
+
+def run(args) -> int:
+    from ..deploy import DeployOptions, deploy
+
+    if args.run:
+        run_dir = Path(args.run)
+    elif args.supernet:
+        run_dir = Path(args.supernet).resolve().parent
+    else:
+        run_dir = Path("runs/deploy")
+    report = deploy(DeployOptions(
+        board=args.board, run_dir=run_dir, supernet=Path(args.supernet) if args.supernet else None,
+        data=args.data, schedule=args.schedule, space=args.space, latency_ms=args.latency_ms,
+        sram_kb=args.sram_kb, flash_kb=args.flash_kb, port=args.port, seed=args.seed, check_limit=args.limit,
+        quiet=args.quiet))
+    print(f"deploy: {report['board']}: {report['arch']}; report {run_dir / 'boards' / report['board'] / 'report.md'}")
+    return 0

@@ -1,0 +1,208 @@
+"""`ofa-mcu deploy`: search -> export -> codegen -> build -> flash -> check -> report for one board.
+
+Orchestration only: each step calls one stage's entry point and records its input hash in
+`boards/<board>/stages.json`, so a re-run (after an interruption or a change) redoes exactly the
+steps whose inputs changed. Steps that need something absent here (a cross-compiler, a TFLite Micro
+tree, hardware) are reported once as skipped with what to do; that is not a failure of the steps that ran.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import _io
+from .boards import Board, load_board
+from .errors import ArtifactError, UsageError
+from .stages import StageLog, hash_inputs
+
+_TEMPLATES = Path(__file__).resolve().parent.parent / "firmware_templates"
+
+
+@dataclass
+class DeployOptions:
+    board: str
+    run_dir: Path
+    supernet: Path | None = None          # an existing supernet dir; else train from `data`
+    data: str | None = None
+    schedule: str | None = None
+    space: str | None = None
+    latency_ms: float | None = None
+    sram_kb: float | None = None
+    flash_kb: float | None = None
+    port: str = "sim"
+    seed: int = 0
+    threads: int = 1
+    check_limit: int | None = None
+    predictor_samples: int = 300
+    max_candidates: int = 5
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _echo(opts: DeployOptions) -> Callable[[str], None]:
+    return (lambda _m: None) if opts.quiet else (lambda m: print(m, flush=True))
+
+
+def _tool_status(board: Board, port: str) -> dict[str, str | None]:
+    """Why build / flash cannot run here, or None when they can."""
+    build = None
+    if shutil.which("arm-none-eabi-gcc") is None:
+        build = "arm-none-eabi-gcc not found (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"
+    elif not os.environ.get("TFLM_DIR"):
+        build = "TFLM_DIR is not set (run `make tflm` in the firmware folder for how to get a TFLite Micro tree)"
+    if build:
+        flash = "nothing built"
+    elif board.emulated:
+        flash = None if shutil.which("qemu-system-arm") else "qemu-system-arm not found"
+    elif port == "sim":
+        flash = "no hardware port given (--port sim checks on the virtual board)"
+    else:
+        flash = None
+    return {"build": build, "flash": flash}
+
+
+def deploy(opts: DeployOptions) -> dict:
+    """Run the whole chain for one board; return the report dict (also written as report.json/.md)."""
+    echo = _echo(opts)
+    board = load_board(opts.board)
+    run_dir = Path(opts.run_dir)
+    board_dir = run_dir / "boards" / board.id
+    board_dir.mkdir(parents=True, exist_ok=True)
+    stages = StageLog(board_dir)
+    outcomes = {}
+
+    supernet_dir = _supernet(opts, run_dir, echo)
+
+    # search + export ("never emit a model that does not fit": candidates are exported until one fits)
+    search_hash = hash_inputs(files=[supernet_dir / "weights.pt", supernet_dir / "space.json", board.path],
+                              params={"latency_ms": opts.latency_ms, "sram_kb": opts.sram_kb,
+                                      "flash_kb": opts.flash_kb, "seed": opts.seed,
+                                      "samples": opts.predictor_samples, "max_candidates": opts.max_candidates})
+
+    def run_search():
+        from .search import select_and_verify
+        from .search.predictor import get_predictor
+
+        predictor = get_predictor(supernet_dir, num_samples=opts.predictor_samples, seed=opts.seed,
+                                  progress=not opts.quiet)
+        sel = select_and_verify(
+            supernet_dir, board, board_dir, predictor=predictor, latency_ms=opts.latency_ms,
+            sram_bytes=None if opts.sram_kb is None else int(opts.sram_kb * 1024),
+            flash_bytes=None if opts.flash_kb is None else int(opts.flash_kb * 1024),
+            seed=opts.seed, max_candidates=opts.max_candidates, export_cache=run_dir / "exports",
+            log=lambda m: echo(f"         {m}"))
+        m = sel.measured
+        acc = f"{100 * m.int8_acc:.2f}%" if m.int8_acc is not None else "?"
+        return {"line": f"{sel.arch}: int8 {acc}, SRAM {m.sram_bytes / 1024:.1f}/{sel.budget.sram_bytes / 1024:.0f} KiB, "
+                        f"flash {m.flash_bytes / 1024:.1f}/{sel.budget.flash_bytes / 1024:.0f} KiB, "
+                        f"{len(sel.attempts)} export(s)",
+                "arch": str(sel.arch)}
+
+    outcomes["search"] = stages.run("search", search_hash,
+                                    ["search.json", "model_int8.tflite", "export_report.json"], run_search, echo)
+    model = board_dir / "model_int8.tflite"
+
+    # codegen
+    fw_dir = board_dir / "firmware"
+    codegen_hash = hash_inputs(files=[model, board_dir / "export_report.json", board.path, _TEMPLATES])
+
+    def run_codegen():
+        from .codegen import generate_firmware
+
+        generate_firmware(model, board, fw_dir, report=board_dir / "export_report.json")
+        return {"line": f"firmware for {board.id} in {fw_dir}"}
+
+    outcomes["codegen"] = stages.run("codegen", codegen_hash, ["firmware/Makefile", "firmware/main.cc"],
+                                     run_codegen, echo)
+
+    # build + flash, when this machine can
+    missing = _tool_status(board, opts.port)
+    built = False
+    if missing["build"]:
+        echo(f"build    skipped: {missing['build']}")
+    else:
+        build_hash = hash_inputs(params={"sources": codegen_hash, "TFLM_DIR": os.environ.get("TFLM_DIR")})
+
+        def run_build():
+            from .codegen.make import build
+
+            elf = build(fw_dir)
+            return {"line": f"firmware built: {elf}"}
+
+        outcomes["build"] = stages.run("build", build_hash, ["firmware/app.elf"], run_build, echo)
+        built = True
+    if built and missing["flash"]:
+        echo(f"flash    skipped: {missing['flash']}")
+    elif built and not board.emulated:  # an emulated board has nothing to program; `make sim` runs it
+        from .codegen.make import flash
+
+        flash(fw_dir, port=opts.port)
+        echo("flash    done")
+
+    # check on the board (or the virtual board)
+    check_hash = hash_inputs(files=[model, board.path], params={"port": opts.port, "data": _data_spec(supernet_dir, opts),
+                                                    "limit": opts.check_limit, "seed": opts.seed})
+
+    def run_check():
+        from .serial import check
+
+        rep = check(opts.port, model, _data_spec(supernet_dir, opts), out_dir=board_dir, board=board,
+                    limit=opts.check_limit, seed=opts.seed, progress=not opts.quiet, log=lambda m: None)
+        return {"line": _check_line(rep)}
+
+    if opts.port == "sim" or not (missing["flash"] or board.emulated):
+        outcomes["check"] = stages.run("check", check_hash, ["check_report.json"], run_check, echo)
+    else:
+        echo(f"check    skipped: {missing['flash']}")
+
+    from .report.deploy_report import write_deploy_report
+
+    report = write_deploy_report(board, supernet_dir, board_dir, missing=missing,
+                                 stage_records=stages.records)
+    echo(f"report   {board_dir / 'report.md'}")
+    return report
+
+
+def _check_line(rep: dict) -> str:
+    return rep["summary"].removeprefix("check: ")
+
+
+def _data_spec(supernet_dir: Path, opts: DeployOptions) -> str:
+    if opts.data:
+        return opts.data
+    summary = supernet_dir / "summary.json"
+    if summary.exists():
+        d = _io.read_json(summary)
+        spec = d.get("data") if isinstance(d.get("data"), str) else (d.get("data") or {}).get("spec")
+        if spec:
+            return spec
+    raise UsageError(f"cannot tell which dataset {supernet_dir} was trained on", hint="pass --data SPEC")
+
+
+def _supernet(opts: DeployOptions, run_dir: Path, echo) -> Path:
+    if opts.supernet is not None:
+        sn = Path(opts.supernet)
+        if not (sn / "weights.pt").exists():
+            raise ArtifactError(f"{sn} holds no trained supernet (weights.pt missing)",
+                                hint="train one with `ofa-mcu train --out RUN` and pass RUN/supernet")
+        return sn
+    if not opts.data:
+        raise UsageError("deploy needs --supernet DIR or --data SPEC (to train first)")
+    from .train import TrainConfig, final_summary_line, train_supernet
+
+    sn = run_dir / "supernet"
+    stages = StageLog(run_dir)
+    h = hash_inputs(files=[p for p in (opts.schedule, opts.space) if p],
+                    params={"data": opts.data, "seed": opts.seed})
+
+    def run_train():
+        resume = (sn / "checkpoints").exists() and any((sn / "checkpoints").iterdir())
+        train_supernet(TrainConfig(data=opts.data, out=str(run_dir), space=opts.space, schedule=opts.schedule,
+                                   seed=opts.seed, threads=opts.threads, resume=resume, quiet=opts.quiet))
+        return {"line": final_summary_line(sn)}
+
+    stages.run("train", h, ["supernet/weights.pt", "supernet/summary.json"], run_train, echo)
+    return sn

@@ -1,0 +1,1 @@
+"""Human-facing reports: the static catalog page and the deploy report (markdown, JSON, plots)."""
