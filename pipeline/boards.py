@@ -70,6 +70,7 @@ class Board:
     qemu_machine: str | None
     emulated: bool
     active_power_mw: float | None
+    active_power_source: str | None
     notes: str
     sources: tuple[str, ...]
     path: str = field(compare=False)
@@ -114,7 +115,8 @@ class Board:
             "serial": {"baud": self.serial_baud, "usb_vid": self.usb_vid, "usb_pid": self.usb_pid,
                        "uart": self.uart},
             "qemu_machine": self.qemu_machine, "emulated": self.emulated,
-            "active_power_mw": self.active_power_mw, "notes": self.notes,
+            "active_power_mw": self.active_power_mw, "active_power_source": self.active_power_source,
+            "notes": self.notes,
             "sources": list(self.sources), "path": self.path,
         }
 
@@ -184,6 +186,9 @@ def parse_board(path: str | os.PathLike) -> Board:
         bad("qemu_machine", "is missing; a board flashed by qemu must name its QEMU machine")
     if emulated != (raw["flash_runner"]["tool"] == "qemu"):
         bad("emulated", "must be true exactly when flash_runner.tool is qemu")
+    if ("active_power_mw" in raw) != ("active_power_source" in raw):
+        bad("active_power_source" if "active_power_mw" in raw else "active_power_mw",
+            "is missing; a power figure needs its source (datasheet and condition), and a source its figure")
     serial = raw["serial"]
     if ("usb_vid" in serial) != ("usb_pid" in serial):
         bad("serial.usb_pid" if "usb_vid" in serial else "serial.usb_vid",
@@ -198,7 +203,8 @@ def parse_board(path: str | os.PathLike) -> Board:
         serial_baud=serial["baud"], usb_vid=serial.get("usb_vid", "").upper() or None,
         usb_pid=serial.get("usb_pid", "").upper() or None, uart=serial.get("uart"),
         qemu_machine=raw.get("qemu_machine"), emulated=emulated,
-        active_power_mw=raw.get("active_power_mw"), notes=raw.get("notes", ""),
+        active_power_mw=raw.get("active_power_mw"), active_power_source=raw.get("active_power_source"),
+        notes=raw.get("notes", ""),
         sources=tuple(raw["sources"]), path=str(path))
 
 

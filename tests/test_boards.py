@@ -86,6 +86,7 @@ MALFORMED = [
     ("vid-without-pid", _mutated(serial={"baud": 115200, "usb_vid": "0483"}), "serial.usb_pid"),
     ("negative-clock", _mutated(clock_hz=-5), "clock_hz"),
     ("bad-runner", _mutated(flash_runner={"tool": "jlink-magic", "args": []}), "flash_runner.tool"),
+    ("power-without-source", _mutated(active_power_source=_DELETE), "active_power_source"),
 ]
 
 
