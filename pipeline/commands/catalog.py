@@ -1,0 +1,41 @@
+"""`ofa-mcu catalog`: the best verified model for every board: catalog.json, catalog.md, Pareto plots."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--supernet", required=True, metavar="DIR", help="trained supernet directory (runs/NAME/supernet)")
+    p.add_argument("--boards", default="all", metavar="all|ID,ID", help="boards to cover (default: all)")
+    p.add_argument("--latency-ms", type=float, metavar="N", help="latency budget applied to every board")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (exports are cached there)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=int, default=300, help="accuracy-predictor samples (default 300; cached)")
+    p.add_argument("--max-candidates", type=int, default=5,
+                   help="candidates exported per board before giving up (default 5)")
+
+
+def run(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from ..boards import list_boards, load_board
+    from ..errors import UsageError
+    from ..search.catalog import catalog
+
+    import torch
+    torch.set_num_threads(1)
+    if args.latency_ms is not None and args.latency_ms <= 0:
+        raise UsageError(f"--latency-ms must be positive, got {args.latency_ms:g}")
+    ids = [s.strip() for s in args.boards.split(",") if s.strip()]
+    if not ids:
+        raise UsageError("--boards is empty", hint="give `all` or a comma-separated list of board ids")
+    boards = list_boards() if ids == ["all"] else [load_board(i) for i in ids]
+    data = catalog(args.supernet, boards, args.out, latency_ms=args.latency_ms, seed=args.seed,
+                   num_samples=args.samples, max_candidates=args.max_candidates, log=print,
+                   progress=sys.stderr.isatty())
+    out = Path(args.out)
+    ok = sum(1 for r in data["boards"] if r.get("fits"))
+    print(f"catalog: {ok}/{len(data['boards'])} boards with a verified model, {data['distinct_archs']} distinct "
+          f"archs, {data['seconds']:.0f} s -> {out / 'catalog.md'}, {out / 'catalog.json'}")
+    return 0 if ok == len(data["boards"]) else 8

@@ -1,0 +1,166 @@
+"""The catalog: for every board, the best subnet that fits, with predicted and measured costs.
+
+    data = catalog_data("runs/d/supernet", list_boards(), "runs/d/catalog")   # plain dict, reusable
+    write_catalog(data, "runs/d/catalog")       # catalog.json, catalog.md, pareto_<board>.png
+    catalog(...)                                # both
+
+Every board runs the search, then `select_and_verify` exports candidates until one's measured SRAM and
+flash fit. Exports go to `<out>/exports/<arch id>/` and are shared, so an arch chosen for several
+boards is exported once, and a rerun reuses every finished export.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .._io import write_json, write_text
+from ..errors import BudgetError
+from ..supernet.space import SearchSpace
+
+CATALOG_VERSION = 1
+
+
+def _kib(n: float | int | None) -> str:
+    return "-" if n is None else f"{n / 1024:.1f}"
+
+
+def catalog_data(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path, *,
+                 latency_ms: float | None = None, seed: int = 0, predictor=None, num_samples: int = 300,
+                 max_candidates: int = 5, search_kwargs: dict | None = None, export_kwargs: dict | None = None,
+                 export_fn: Callable | None = None, log: Callable[[str], None] | None = None,
+                 progress: bool = False) -> dict:
+    """Search, export and verify for each board; return the catalog as a JSON-ready dict."""
+    from .evolution import search
+    from .predictor import get_predictor
+    from .verify import select_and_verify
+
+    say = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    supernet_dir, out_dir = Path(supernet_dir), Path(out_dir)
+    space = SearchSpace.load(supernet_dir / "space.json")
+    if predictor is None:
+        predictor = get_predictor(supernet_dir, num_samples=num_samples, seed=seed, progress=progress)
+    rows: list[dict[str, Any]] = []
+    for board in boards:
+        t0 = time.perf_counter()
+        row: dict[str, Any] = {"board": board.id, "name": board.name, "core": board.core,
+                               "clock_mhz": board.clock_mhz, "usable_sram_bytes": board.usable_sram_bytes,
+                               "usable_flash_bytes": board.usable_flash_bytes, "emulated": board.emulated}
+        try:
+            res = search(space, board, predictor=predictor, latency_ms=latency_ms, seed=seed,
+                         **(search_kwargs or {}))
+        except BudgetError as e:
+            row.update({"fits": False, "error": e.message})
+            rows.append(row)
+            say(f"{board.id}: {e.message}")
+            continue
+        row["search_seconds"] = round(res.seconds, 3)
+        row["budget"] = res.budget.to_dict()
+        row["pareto"] = [{"arch": str(c.arch), "predicted_acc": c.predicted_acc,
+                          "latency_ms": c.costs.latency_ms, "sram_bytes": c.sram_bytes,
+                          "flash_bytes": c.costs.flash_bytes} for c in res.pareto]
+        say(f"{board.id}: search {res.seconds:.1f} s, best {res.best.arch} "
+            f"(predicted {100 * res.best.predicted_acc:.2f}%)")
+        try:
+            sel = select_and_verify(supernet_dir, board, out_dir / "boards" / board.id, result=res,
+                                    seed=seed, max_candidates=max_candidates,
+                                    export_cache=out_dir / "exports", export_fn=export_fn,
+                                    export_kwargs=export_kwargs, log=lambda m: say(f"{board.id}: {m}"))
+        except BudgetError as e:
+            row.update({"fits": False, "error": e.message, "arch": str(res.best.arch)})
+            rows.append(row)
+            continue
+        c, m = sel.candidate, sel.measured
+        row.update({
+            "fits": True, "arch": str(sel.arch), "arch_dict": sel.arch.to_dict(),
+            "predicted": {"holdout_acc": c.predicted_acc, "sram_bytes": c.sram_bytes,
+                          "flash_bytes": c.costs.flash_bytes, "host_arena_bytes": c.costs.arena_host_bytes,
+                          "arena_bytes_32bit": c.costs.arena_bytes, "model_bytes": c.costs.model_bytes,
+                          "latency_ms": c.costs.latency_ms, "macs": c.costs.macs, "params": c.costs.params},
+            "measured": m.to_dict(), "margins": sel.margins,
+            "attempts": len(sel.attempts), "misses": [a for a in sel.attempts if not a.get("fits")],
+            "export_dir": str(sel.export_dir), "seconds": round(time.perf_counter() - t0, 2)})
+        rows.append(row)
+    return {"version": CATALOG_VERSION, "supernet": str(supernet_dir), "latency_ms": latency_ms, "seed": seed,
+            "boards": rows, "distinct_archs": len({r["arch"] for r in rows if r.get("fits")}),
+            "seconds": round(time.perf_counter() - t_start, 2)}
+
+
+def catalog_markdown(data: dict) -> str:
+    """A table an engineer can paste into a wiki."""
+    lat = data.get("latency_ms")
+    lines = [f"# ofa-mcu catalog", "",
+             f"Supernet `{data['supernet']}`" + (f", latency budget {lat:g} ms" if lat else "")
+             + ". SRAM is the firmware's tensor arena plus app buffers; flash is model + TFLite Micro "
+               "runtime + app code; both measured on the exported model. Latency is predicted by the "
+               "cost model. Accuracy: int8 TFLite Micro on the test split (predicted: holdout).", "",
+             "| board | core | arch | int8 acc | pred. acc | SRAM KiB (used / budget) | "
+             "flash KiB (used / budget) | latency ms (pred.) | MACs |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["boards"]:
+        core = f"{r['core'].replace('cortex-m0plus', 'M0+').replace('cortex-m', 'M')} @ {r['clock_mhz']:g} MHz"
+        if not r.get("fits"):
+            lines.append(f"| {r['board']} | {core} | no fit: {r.get('error', '')} | | | | | | |")
+            continue
+        m, p, b = r["measured"], r["predicted"], r["budget"]
+        acc = "-" if m.get("int8_acc") is None else f"{100 * m['int8_acc']:.2f}%"
+        lines.append(
+            f"| {r['board']} | {core} | `{r['arch']}` | {acc} | {100 * p['holdout_acc']:.2f}% | "
+            f"{_kib(m['sram_bytes'])} / {_kib(b['sram_bytes'])} | {_kib(m['flash_bytes'])} / "
+            f"{_kib(b['flash_bytes'])} | {p['latency_ms']:.1f} | {p['macs'] / 1e6:.2f} M |")
+    lines += ["", f"{data['distinct_archs']} distinct archs over {len(data['boards'])} boards; "
+                  f"{data['seconds']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def pareto_plot(row: dict, path: str | Path) -> Path | None:
+    """Pareto front of one board (predicted accuracy vs latency, colour = SRAM), the choice marked."""
+    if not row.get("pareto"):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = row["pareto"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    sc = ax.scatter([p["latency_ms"] for p in pts], [100 * p["predicted_acc"] for p in pts],
+                    c=[p["sram_bytes"] / 1024 for p in pts], cmap="viridis", s=18)
+    fig.colorbar(sc, ax=ax, label="SRAM (KiB, predicted)")
+    if row.get("fits"):
+        ax.scatter([row["predicted"]["latency_ms"]], [100 * row["predicted"]["holdout_acc"]], marker="*",
+                   s=220, facecolors="none", edgecolors="red", linewidths=1.5, label="chosen")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.text(0.01, 0.01, f"chosen: {row['arch']}", fontsize=6, color="dimgrey")
+    if row.get("budget", {}).get("latency_ms"):
+        ax.axvline(row["budget"]["latency_ms"], color="grey", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, predicted)")
+    ax.set_ylabel("accuracy (%, predicted holdout)")
+    ax.set_title(f"{row['board']}: Pareto front ({len(pts)} archs)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    from .._io import write_bytes
+    return write_bytes(path, buf.getvalue())
+
+
+def write_catalog(data: dict, out_dir: str | Path) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    files = {"json": write_json(out_dir / "catalog.json", data),
+             "md": write_text(out_dir / "catalog.md", catalog_markdown(data))}
+    for r in data["boards"]:
+        p = pareto_plot(r, out_dir / f"pareto_{r['board']}.png")
+        if p is not None:
+            files[f"png:{r['board']}"] = p
+    return files
+
+
+def catalog(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path, *, latency_ms: float | None = None,
+            **kwargs) -> dict:
+    """catalog_data + write_catalog; returns the data dict."""
+    data = catalog_data(supernet_dir, boards, out_dir, latency_ms=latency_ms, **kwargs)
+    write_catalog(data, out_dir)
+    return data

@@ -1,0 +1,195 @@
+"""Never emit a model that does not fit: export the best candidates in turn and check measured costs.
+
+`select_and_verify` searches (or takes the ranked candidates of a search), exports the most accurate
+candidate with `pipeline.export.export_subnet`, and checks against the board:
+
+  SRAM  = kTensorArenaSize the firmware will declare, computed by pipeline/codegen/arena.py from the
+          *measured* 64-bit TFLM minimum and the real model's CMSIS-NN scratch buffers (the documented
+          64 -> 32-bit rule: 32-bit bookkeeping is smaller, so the 64-bit figure is kept as headroom),
+          + the app's RAM (pipeline.costs.APP_SRAM_BYTES)   <= SRAM budget
+  flash = the real .tflite size + TFLM runtime code for its ops + app code  <= flash budget
+  and the export's own gates (int8 accuracy drop, TFLM bit-exact) passed.
+
+A candidate that misses is logged to `verify.jsonl` (what was predicted, what was measured, why) and
+the next one is exported. The winner's files are copied to `out_dir` (model_int8.tflite, model.onnx,
+export_report.json) with `search.json` describing the choice. Exports are kept under
+`exports/<arch id>/` (or `export_cache`), so an arch shared by several boards is exported once.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .._io import append_jsonl, read_json, write_bytes, write_json
+from ..costs import APP_SRAM_BYTES, runtime_code_bytes
+from ..costs.flash import APP_CODE_BYTES
+from ..errors import AccuracyGateError, BudgetError, ExportError
+from ..supernet.space import SearchSpace, SubnetArch
+from .evolution import Budget, Candidate, SearchResult, search
+
+EXPORT_REPORT = "export_report.json"
+
+
+@dataclass
+class Measured:
+    host_arena_bytes: int
+    firmware_arena_bytes: int
+    sram_bytes: int
+    model_bytes: int
+    flash_bytes: int
+    int8_acc: float | None
+    float_acc: float | None
+    op_kinds: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class Selection:
+    board: str
+    arch: SubnetArch
+    candidate: Candidate
+    measured: Measured
+    budget: Budget
+    export_dir: Path
+    attempts: list[dict] = field(default_factory=list)
+    search: SearchResult | None = None
+
+    @property
+    def margins(self) -> dict:
+        return {"sram_bytes": self.budget.sram_bytes - self.measured.sram_bytes,
+                "flash_bytes": self.budget.flash_bytes - self.measured.flash_bytes,
+                "latency_ms": (None if self.budget.latency_ms is None
+                               else self.budget.latency_ms - self.candidate.costs.latency_ms)}
+
+    def to_dict(self) -> dict:
+        return {"board": self.board, "arch": self.arch.to_dict(), "budget": self.budget.to_dict(),
+                "predicted": self.candidate.to_dict(self.budget), "measured": self.measured.to_dict(),
+                "measured_margins": self.margins, "export_dir": str(self.export_dir),
+                "attempts": self.attempts,
+                "search": None if self.search is None else self.search.to_dict(top=10)}
+
+
+def measured_costs(export_dir: Path, board) -> Measured:
+    """SRAM / flash of an exported model on `board`, from its files (see module docstring)."""
+    from ..codegen.arena import plan_arena
+    from ..codegen.model import read_model
+
+    report = read_json(export_dir / EXPORT_REPORT)
+    host = int(report["arena"]["min_arena_bytes"])
+    info, data = read_model(export_dir / "model_int8.tflite")
+    fw = plan_arena(info, board.core, host).bytes
+    kinds = tuple(sorted({op.builtin for op in info.main_ops}))
+    flash = len(data) + runtime_code_bytes(kinds, board.core) + APP_CODE_BYTES
+    acc = report.get("accuracy", {})
+    return Measured(host, fw, fw + APP_SRAM_BYTES, len(data), flash, acc.get("int8_tflm"), acc.get("float"), kinds)
+
+
+def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callable | None,
+            **export_kwargs) -> Path:
+    """Export `arch` into `cache/<id>` unless a passed export of the same arch is already there."""
+    d = Path(cache).resolve() / str(arch)   # absolute: the conversion worker runs elsewhere
+    supernet_dir = Path(supernet_dir).resolve()
+    rep = d / EXPORT_REPORT
+    if rep.exists() and (d / "model_int8.tflite").exists():
+        r = read_json(rep)
+        if r.get("passed") and SubnetArch.from_dict(r["arch"]) == arch:
+            return d
+    if export_fn is None:
+        from ..export import export_subnet as export_fn
+    export_fn(supernet_dir, arch, d, **export_kwargs)
+    return d
+
+
+def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, predictor=None,
+                      latency_ms: float | None = None, sram_bytes: int | None = None,
+                      flash_bytes: int | None = None, seed: int = 0, max_candidates: int = 5,
+                      result: SearchResult | None = None, candidates: list[SubnetArch] | None = None,
+                      export_cache: str | Path | None = None, export_fn: Callable | None = None,
+                      search_kwargs: dict | None = None, export_kwargs: dict | None = None,
+                      log: Callable[[str], None] | None = None) -> Selection:
+    """Export candidates best-first until one's measured SRAM and flash fit `board`.
+
+    `result` reuses a finished search; `candidates` gives the archs to try in order (their predicted
+    figures are still computed); otherwise the search runs here. Raises BudgetError when none of the
+    first `max_candidates` fits (the attempts are in `out_dir/verify.jsonl`).
+    """
+    from ..costs import estimate
+    from .predictor import get_predictor
+
+    say = log or (lambda msg: None)
+    supernet_dir, out_dir = Path(supernet_dir), Path(out_dir)
+    space = SearchSpace.load(supernet_dir / "space.json")
+    # Absolute paths: the export's conversion worker runs in another working directory.
+    supernet_dir, out_dir = supernet_dir.resolve(), out_dir.resolve()
+    cache = (Path(export_cache) if export_cache is not None else out_dir / "exports").resolve()
+    if candidates is not None:
+        if predictor is None:
+            predictor = get_predictor(supernet_dir, seed=seed)
+        accs = predictor.predict(candidates)
+        fit = getattr(predictor, "score", predictor.predict)(candidates)
+        budget_src = result.budget if result is not None else None
+        from .evolution import resolve_budget
+        budget = budget_src or resolve_budget(board, sram_bytes=sram_bytes, flash_bytes=flash_bytes,
+                                              latency_ms=latency_ms)
+        sram_model = (search_kwargs or {}).get("sram_model", "firmware")
+        ranked = []
+        for a, acc, f in zip(candidates, accs, fit):
+            c = estimate(space, a, board)
+            s = c.sram_bytes if sram_model == "firmware" else c.arena_bytes + APP_SRAM_BYTES
+            ranked.append(Candidate(a, float(acc), c, s, float(f)))
+    else:
+        if result is None:
+            if predictor is None:
+                predictor = get_predictor(supernet_dir, seed=seed)
+            result = search(space, board, predictor=predictor, latency_ms=latency_ms, sram_bytes=sram_bytes,
+                            flash_bytes=flash_bytes, seed=seed, **(search_kwargs or {}))
+        budget, ranked = result.budget, result.ranked
+    attempts: list[dict] = []
+    log_path = out_dir / "verify.jsonl"
+    for cand in ranked[:max_candidates]:
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"board": board.id, "arch": str(cand.arch), "predicted_acc": cand.predicted_acc,
+                                 "predicted": {"sram_bytes": cand.sram_bytes,
+                                               "flash_bytes": cand.costs.flash_bytes,
+                                               "host_arena_bytes": cand.costs.arena_host_bytes,
+                                               "latency_ms": cand.costs.latency_ms}}
+        try:
+            d = _export(supernet_dir, cand.arch, cache, export_fn, seed=seed, **(export_kwargs or {}))
+        except (AccuracyGateError, ExportError) as e:
+            entry.update({"fits": False, "reason": f"export failed: {e.message}",
+                          "seconds": round(time.perf_counter() - t0, 2)})
+            attempts.append(entry)
+            append_jsonl(log_path, entry)
+            say(f"miss {cand.arch}: {entry['reason']}")
+            continue
+        m = measured_costs(d, board)
+        reasons = []
+        if m.sram_bytes > budget.sram_bytes:
+            reasons.append(f"SRAM {m.sram_bytes} B measured (predicted {cand.sram_bytes} B) > budget "
+                           f"{budget.sram_bytes} B")
+        if m.flash_bytes > budget.flash_bytes:
+            reasons.append(f"flash {m.flash_bytes} B measured (predicted {cand.costs.flash_bytes} B) > budget "
+                           f"{budget.flash_bytes} B")
+        entry.update({"measured": m.to_dict(), "fits": not reasons, "reason": "; ".join(reasons),
+                      "export_dir": str(d), "seconds": round(time.perf_counter() - t0, 2)})
+        attempts.append(entry)
+        append_jsonl(log_path, entry)
+        if reasons:
+            say(f"miss {cand.arch}: {entry['reason']}; trying the next candidate")
+            continue
+        for name in ("model_int8.tflite", "model.onnx", EXPORT_REPORT):
+            if (d / name).exists():
+                write_bytes(out_dir / name, (d / name).read_bytes())
+        sel = Selection(board.id, cand.arch, cand, m, budget, d, attempts, result)
+        write_json(out_dir / "search.json", sel.to_dict())
+        say(f"fits {cand.arch}: SRAM {m.sram_bytes} / {budget.sram_bytes} B, flash {m.flash_bytes} / "
+            f"{budget.flash_bytes} B")
+        return sel
+    raise BudgetError(
+        f"none of the {min(len(ranked), max_candidates)} best candidates for board '{board.id}' fits once "
+        f"exported (see {log_path})",
+        hint="raise max_candidates, or relax the budget; the log lists predicted vs measured costs")
