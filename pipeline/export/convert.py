@@ -159,7 +159,7 @@ def export_int8(model, *, calib_x_uint8: np.ndarray, out_dir: str | os.PathLike,
                           f"{calib_x_uint8.dtype} {calib_x_uint8.shape}",
                           hint="use Dataset.split('calibration', resolution).x")
     _, h, w, c = calib_x_uint8.shape
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # the conversion worker runs in another working directory
     out_dir.mkdir(parents=True, exist_ok=True)
     calib, calib_idx = pick_calibration(calib_x_uint8, num_calib, seed)
     pixel_contract = InputContract(h, w, c, 1.0, 0)  # only its uint8 -> float mapping is used here

@@ -10,6 +10,9 @@ from __future__ import annotations
 import copy
 import io
 import os
+import subprocess
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +73,34 @@ def _canonical_global_pool(model) -> int:
     return count
 
 
+SIMPLIFY_WORKER = Path(__file__).with_name("_workers") / "onnx_simplify.py"
+
+
+def _simplify_in_child(onnx_bytes: bytes, timeout_s: float = 300.0):
+    """onnxsim in a child process: it segfaults in a process that has loaded TensorFlow."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="ofa-mcu-onnxsim-") as tmp:
+        src, dst = Path(tmp) / "in.onnx", Path(tmp) / "out.onnx"
+        src.write_bytes(onnx_bytes)
+        try:
+            r = subprocess.run([sys.executable, str(SIMPLIFY_WORKER), str(src), str(dst)], capture_output=True,
+                               text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise ExportError(f"onnxsim did not finish within {timeout_s:.0f} s") from None
+        if r.returncode == 2:
+            raise ExportError("onnxsim could not validate the simplified ONNX graph")
+        if r.returncode != 0:
+            tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise ExportError(f"onnxsim could not simplify the ONNX graph (exit {r.returncode}): {tail}")
+        return onnx.load(str(dst))
+
+
 def export_onnx(model, path: str | os.PathLike, *, parity_x: np.ndarray, opset: int = 13,
                 tolerance: float = ONNX_TOLERANCE) -> OnnxResult:
     """Export `model` (NCHW float input) to `path`; parity_x: float32 NCHW samples for the check."""
     import onnx
     import onnxruntime as ort
-    import onnxsim
     import torch
 
     if not 13 <= opset <= 17:
@@ -92,13 +117,7 @@ def export_onnx(model, path: str | os.PathLike, *, parity_x: np.ndarray, opset: 
     except Exception as e:
         raise ExportError(f"torch.onnx.export failed: {e.__class__.__name__}: {str(e).splitlines()[0]}",
                           hint="the model must be a static eval-mode module with standard layers") from None
-    proto = onnx.load_from_string(buf.getvalue())
-    try:
-        simplified, ok = onnxsim.simplify(proto)
-    except Exception as e:
-        raise ExportError(f"onnxsim could not simplify the ONNX graph: {e}") from None
-    if not ok:
-        raise ExportError("onnxsim could not validate the simplified ONNX graph")
+    simplified = _simplify_in_child(buf.getvalue())
     proto = onnx.shape_inference.infer_shapes(simplified)
     _canonical_global_pool(proto)
     data = proto.SerializeToString()

@@ -71,7 +71,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
 
     say = progress or (lambda check, line: None)
     t0 = time.perf_counter()
-    supernet_dir, out_dir = Path(supernet_dir), Path(out_dir)
+    supernet_dir, out_dir = Path(supernet_dir).resolve(), Path(out_dir).resolve()
     if not supernet_dir.is_dir():
         raise ArtifactError(f"{supernet_dir}: supernet directory not found",
                             hint="train one with `ofa-mcu train` and pass runs/NAME/supernet")
