@@ -40,8 +40,11 @@ def make_trained_digits_tflite(path: Path, seed: int = 0) -> Path:
     trivially 100%; a trained one spreads its answers over the classes."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow was already initialised by an earlier test in this process: keep its threads
     tf.keras.utils.set_random_seed(seed)  # keras initialisers and shuffling only read the global seed
     train = load_dataset("builtin:digits").split("train", resolution=8)
     x = train.x.astype(np.float32) / 255.0
