@@ -90,13 +90,13 @@ class HexLink(PacedLink):
 
     def __init__(self, model_path, options: SimOptions):
         super().__init__(options)
-        from pipeline.serial.model_info import read_model
+        from pipeline.export.model_info import inspect_tflite
         from pipeline.serial.reference import TflmRunner
-        self.model = read_model(model_path)
+        self.model = inspect_tflite(model_path)
         self.runner = TflmRunner(model_path, self.model)
 
     def _make_device(self):
-        dev = HexDbDevice(self._device_write, self.runner, self.model.input.bytes, self.model.output.scale,
+        dev = HexDbDevice(self._device_write, self.runner, self.model.input.nbytes, self.model.output.scale,
                           self.model.output.zero_point)
         dev.reset()
         return dev
@@ -225,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_link-"))
     model, _ = make_tiny_int8_tflite(tmp / "model_int8.tflite", resolution=32, channels=3, num_classes=10,
                                      seed=args.seed)
-    from pipeline.serial.model_info import read_model
-    info = read_model(model)
+    from pipeline.export.model_info import inspect_tflite
+    info = inspect_tflite(model)
     rng = np.random.default_rng(args.seed)
-    inputs = [rng.integers(-128, 128, size=info.input.bytes, dtype=np.int8).tobytes() for _ in range(args.samples)]
-    out_bytes = info.output.bytes
+    inputs = [rng.integers(-128, 128, size=info.input.nbytes, dtype=np.int8).tobytes() for _ in range(args.samples)]
+    out_bytes = info.output.nbytes
 
     rows, targets = [], []
     for baud in args.bauds:
@@ -244,9 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             assert r == ",".join(f"{v:.3f}" for v in vals), "hex and binary devices disagree"
         assert all(r["outputs"] == runs[0]["outputs"] for r in runs[:-1])
         for r in runs:
-            payload_in = info.input.bytes * args.samples
+            payload_in = info.input.nbytes * args.samples
             r.update(baud=baud, turnaround_ms=args.turnaround_ms, samples=args.samples,
-                     input_bytes=info.input.bytes, output_bytes=out_bytes,
+                     input_bytes=info.input.nbytes, output_bytes=out_bytes,
                      input_efficiency=payload_in / r["input_s"] / line_bps,
                      sample_efficiency=(payload_in + out_bytes * args.samples) / r["sample_s"] / line_bps,
                      input_ms_per_sample=1e3 * r["input_s"] / args.samples,
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, {
         "benchmark": "bench_link", "definition": "payload bytes/s / (baud/10); input = SET_INPUT or db phase; "
                                                   "sample = input + inference + output",
-        "turnaround_ms": args.turnaround_ms, "bits_per_byte": 10, "model_input_bytes": info.input.bytes,
+        "turnaround_ms": args.turnaround_ms, "bits_per_byte": 10, "model_input_bytes": info.input.nbytes,
         "model_output_bytes": out_bytes, "rows": rows, "targets": targets,
         "torch_threads": torch.get_num_threads(), "nproc": os.cpu_count(), "machine": platform.machine(),
         "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")})

@@ -288,6 +288,7 @@ def make_scratch_heavy_tflite(path: Path) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
+    from tiny_models import int8_tflite_from_keras
 
     tf.keras.utils.set_random_seed(0)
     inp = tf.keras.Input((24, 24, 3), batch_size=1)
@@ -300,17 +301,6 @@ def make_scratch_heavy_tflite(path: Path) -> Path:
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     model = tf.keras.Model(inp, tf.keras.layers.Dense(10)(x))
     calib = np.random.default_rng(0).integers(0, 256, size=(32, 24, 24, 3), dtype=np.uint8)
-
-    def representative():
-        for img in calib:
-            yield [img[None].astype(np.float32) / 255.0]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
     path = Path(path)
-    path.write_bytes(conv.convert())
+    path.write_bytes(int8_tflite_from_keras(model, calib))
     return path

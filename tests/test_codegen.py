@@ -19,9 +19,9 @@ from pipeline.codegen import build_context, generate_firmware  # noqa: E402
 from pipeline.codegen.arena import (ScratchPlan, cmsis_nn_scratch, cortex_m_arena_bytes,  # noqa: E402
                                     estimate_arena_bytes)
 from pipeline.codegen.cstring import c_string  # noqa: E402
-from pipeline.codegen.model import read_model  # noqa: E402
 from pipeline.codegen.ops import OP_TABLE, resolver_entries  # noqa: E402
 from pipeline.errors import ArtifactError, UnsupportedOpError, UsageError  # noqa: E402
+from pipeline.export.model_info import inspect_tflite  # noqa: E402
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "codegen-qemu-mps2-an386"
 UPDATE_GOLDEN = os.environ.get("OFA_MCU_UPDATE_GOLDEN") == "1"
@@ -123,8 +123,7 @@ def test_model_data_is_the_model(golden_model, tmp_path):
 
 def test_op_resolver_has_exactly_the_model_ops(tiny, golden_model, tmp_path):
     for model in (tiny[0], golden_model):
-        info, _ = read_model(model)
-        distinct = list(dict.fromkeys(op.builtin for op in info.ops))
+        distinct = list(dict.fromkeys(inspect_tflite(model).op_names))
         out = generate_firmware(model, "nucleo-f412zg", tmp_path / model.stem)
         text = (out / "op_resolver.h").read_text()
         n = int(re.search(r"constexpr int kNumOps = (\d+);", text).group(1))
@@ -173,7 +172,7 @@ def test_margin_rule_adds_scratch_alignment_and_op_data():
 
 
 def test_cmsis_nn_scratch_formulas(golden_model):
-    info, _ = read_model(golden_model)
+    info = inspect_tflite(golden_model)
     # DSP cores: conv 3x3x3 -> 2 * align4(27) * 2 = 112 B; depthwise 5x5 x 8 ch -> 8 * 25 * 2 = 400 B.
     dsp = cmsis_nn_scratch(info, "cortex-m4")
     assert (dsp.max_scratch_bytes, dsp.max_scratch_op) == (400, "DEPTHWISE_CONV_2D #1")
@@ -187,7 +186,7 @@ def test_cmsis_nn_scratch_formulas(golden_model):
 def test_measured_arena_from_report_is_used(golden_model):
     ctx = build_context(golden_model, load_board("nucleo-f746zg"), report=golden_report())
     assert ctx.arena.source == "measured" and ctx.arena.base_bytes == 3712
-    assert ctx.arena.bytes == cortex_m_arena_bytes(3712, cmsis_nn_scratch(read_model(golden_model)[0], "cortex-m7"))
+    assert ctx.arena.bytes == cortex_m_arena_bytes(3712, cmsis_nn_scratch(inspect_tflite(golden_model), "cortex-m7"))
     assert ctx.labels == ("zero", "one", "two", "three")
     with pytest.raises(ArtifactError, match="min_arena_bytes"):
         build_context(golden_model, load_board("nucleo-f746zg"), report={"arena": {"recorded_total_bytes": 9}})
@@ -198,7 +197,7 @@ def test_estimate_without_report_runs_in_tflm_and_is_flagged(tiny, tmp_path):
     out = generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw")
     settings = (out / "model_settings.h").read_text()
     assert '#define OFA_ARENA_SOURCE "estimate"' in settings and "WARNING: this is an estimate" in settings
-    est = estimate_arena_bytes(read_model(model)[0])
+    est = estimate_arena_bytes(inspect_tflite(model))
     # The estimate must be enough for the real runtime (64-bit, which needs more than Cortex-M). The
     # runtime segfaults on a too-small arena, so it runs in a child process.
     code = ("import numpy as np; from tflite_micro.python.tflite_micro import runtime as r; "

@@ -15,15 +15,16 @@ import pytest
 import serial
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import make_tiny_int8_tflite  # noqa: E402
+from tiny_models import int8_tflite_from_keras, make_tiny_int8_tflite  # noqa: E402
 
 from pipeline._io import read_jsonl  # noqa: E402
 from pipeline.data import load_dataset  # noqa: E402
 from pipeline.errors import AccuracyGateError, ModelMismatchError, SerialLinkError  # noqa: E402
+from pipeline.export.model_info import inspect_tflite  # noqa: E402
 from pipeline.serial import check, open_port  # noqa: E402
 from pipeline.serial.checker import load_contract  # noqa: E402
 from pipeline.serial.client import ProtocolClient  # noqa: E402
-from pipeline.serial.model_info import read_model  # noqa: E402
+from pipeline.serial.latency import op_macs  # noqa: E402
 from pipeline.serial.reference import TflmRunner  # noqa: E402
 from pipeline.serial.sim import SimOptions, VirtualBoard  # noqa: E402
 
@@ -47,7 +48,6 @@ def make_trained_digits_tflite(path: Path, seed: int = 0) -> Path:
         pass  # TensorFlow was already initialised by an earlier test in this process: keep its threads
     tf.keras.utils.set_random_seed(seed)  # keras initialisers and shuffling only read the global seed
     train = load_dataset("builtin:digits").split("train", resolution=8)
-    x = train.x.astype(np.float32) / 255.0
     model = tf.keras.Sequential([
         tf.keras.Input((8, 8, 1), batch_size=None),
         tf.keras.layers.Conv2D(8, 3, padding="same", activation=tf.nn.relu6),
@@ -55,22 +55,9 @@ def make_trained_digits_tflite(path: Path, seed: int = 0) -> Path:
         tf.keras.layers.Conv2D(16, 1, activation=tf.nn.relu6),
         tf.keras.layers.GlobalAveragePooling2D(),
         tf.keras.layers.Dense(10)])
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.01),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, train.y, epochs=40, batch_size=64, verbose=0)
-
-    def representative():
-        for img in x[:64]:
-            yield [img[None]]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    data = int8_tflite_from_keras(model, train.x[:64], train=(train.x, train.y), epochs=40)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(conv.convert())
+    path.write_bytes(data)
     return path
 
 
@@ -85,7 +72,7 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def host_truth(models):
     """Host TFLM top-1 and logits on the digits test split, computed here independently of the checker."""
-    model = read_model(models["a"])
+    model = inspect_tflite(models["a"])
     contract = load_contract(models["a"], model)
     split = load_dataset("builtin:digits").split("test", resolution=8)
     runner = TflmRunner(models["a"])
@@ -180,7 +167,7 @@ def test_wrong_model_on_the_device_is_refused(models, tmp_path):
                 check(port, models["a"], "builtin:digits", out_dir=tmp_path, timeout_s=TIMEOUT, log=lambda *_: None)
         finally:
             port.close()
-    a, b = read_model(models["a"]).hash16, read_model(models["b"]).hash16
+    a, b = inspect_tflite(models["a"]).hash16, inspect_tflite(models["b"]).hash16
     assert a in str(e.value) and b in str(e.value) and e.value.exit_code == 10
     assert not _samples(tmp_path)  # nothing was recorded against the wrong firmware
 
@@ -228,7 +215,7 @@ def test_garbage_before_hello_is_skipped(models):
         client = ProtocolClient(port, timeout_s=TIMEOUT)
         try:
             info = client.hello()
-            assert info.model_hash == read_model(models["a"]).hash16 and info.simulated
+            assert info.model_hash == inspect_tflite(models["a"]).hash16 and info.simulated
             x = bytes(range(64))
             client.send_input(x)
             assert client.invoke().output == TflmRunner(models["a"]).run(x)
@@ -276,11 +263,11 @@ def test_cli_check_gate_and_profile(models, tmp_path):
                str(out), "--baud", str(BAUD), "--timeout", str(TIMEOUT)])
     assert rc == 0
     prof = json.loads(out.read_text())
-    model = read_model(models["a"])
+    model = inspect_tflite(models["a"])
     assert prof["format"] == "ofa-mcu-op-profile" and prof["board"] == "nucleo-f746zg"
     assert prof["clock_hz"] == 216_000_000 and prof["simulated"] and prof["cycle_source"] == "simulated"
-    assert [o["op_type"] for o in prof["ops"]] == [o.op_type for o in model.ops]
-    assert [o["macs"] for o in prof["ops"]] == [o.macs for o in model.ops]
+    assert [o["op_type"] for o in prof["ops"]] == [o.name for o in model.ops]
+    assert [o["macs"] for o in prof["ops"]] == [op_macs(model, o) for o in model.ops]
     assert all(o["cycles"] > 0 and len(o["cycles_runs"]) == 3 for o in prof["ops"])
     assert prof["total_cycles"] == sum(o["cycles"] for o in prof["ops"])
     # the file is the latency model's input as it stands: fitting it reproduces the cycles it holds
@@ -308,7 +295,7 @@ def test_board_sim_command_serves_a_pty(models):
             res = client.invoke()
             assert res.output == TflmRunner(models["a"]).run(x) and res.cycles > 0
             ops = client.profile()
-            assert [o.op_name for o in ops] == [o.op_type for o in read_model(models["a"]).ops]
+            assert [o.op_name for o in ops] == [o.name for o in inspect_tflite(models["a"]).ops]
         finally:
             client.close()
     finally:
@@ -352,7 +339,7 @@ def test_input_contract_comes_from_the_export_report(models, tmp_path):
 
     model_path = tmp_path / "model_int8.tflite"
     shutil.copy(models["a"], model_path)
-    model = read_model(model_path)
+    model = inspect_tflite(model_path)
     derived = load_contract(model_path, model)  # no report: from the model's input quantization
     assert (derived.input_scale, derived.input_zero_point) == (model.input.scale, model.input.zero_point)
     exported = InputContract(8, 8, 1, model.input.scale, model.input.zero_point, pixel_scale=1 / 128,

@@ -1,7 +1,8 @@
 """Test fixture: tiny full-int8 TFLite models built in code with TensorFlow's own converter.
 
 Not the project's export chain (that is pipeline/export, tested on its own); this gives the serial,
-codegen and cost tests a real int8 model without depending on supernet training.
+codegen and cost tests a real int8 model without depending on supernet training. Every test that needs
+a Keras model as full-int8 TFLite goes through `int8_tflite_from_keras`.
 """
 from __future__ import annotations
 
@@ -11,6 +12,32 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.contract import InputContract
+
+
+def int8_tflite_from_keras(model, calib_uint8: np.ndarray, *, train: tuple[np.ndarray, np.ndarray] | None = None,
+                           epochs: int = 0, learning_rate: float = 0.01, batch_size: int = 64) -> bytes:
+    """Full-int8 TFLite (int8 input and output) of a Keras model whose input is `pixel / 255`.
+
+    `calib_uint8` (N, H, W, C) are the calibration images. With `train=(x_uint8, y)` and `epochs` > 0
+    the model is first trained on them (Adam, cross-entropy on logits) using Keras' global seed."""
+    import tensorflow as tf
+
+    if train is not None and epochs > 0:
+        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate),
+                      loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(train[0].astype(np.float32) / 255.0, train[1], epochs=epochs, batch_size=batch_size, verbose=0)
+
+    def representative():
+        for img in calib_uint8:
+            yield [img[None].astype(np.float32) / 255.0]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
 
 
 def make_tiny_int8_tflite(path: str | os.PathLike, *, resolution: int = 8, channels: int = 1,
@@ -33,18 +60,7 @@ def make_tiny_int8_tflite(path: str | os.PathLike, *, resolution: int = 8, chann
     calib = rng.integers(0, 256, size=(32, resolution, resolution, channels), dtype=np.uint8)
     calib[0] = 0
     calib[1] = 255
-
-    def representative():
-        for img in calib:
-            yield [img[None].astype(np.float32) / 255.0]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    data = conv.convert()
+    data = int8_tflite_from_keras(model, calib)
     path = Path(path)
     path.write_bytes(data)
     interp = tf.lite.Interpreter(model_content=data)

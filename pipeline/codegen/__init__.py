@@ -12,11 +12,11 @@ from .._io import read_json, write_json, write_text
 from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import ArtifactError, UsageError
+from ..export.model_info import ModelInfo, read_tflite
 from .arena import ArenaPlan, cortex_m_arena_bytes, cmsis_nn_scratch, plan_arena
 from .context import (FirmwareContext, _tensor, board_context, check_contract, core_flags,
                       generator_version, model_data_lines)
-from .model import ModelInfo, read_model
-from .ops import TFLM_COMMIT, resolver_entries
+from .ops import TFLM_COMMIT, op_label, resolver_entries
 from .render import render_files
 
 __all__ = ["generate_firmware", "build_context", "cortex_m_arena_bytes", "cmsis_nn_scratch",
@@ -41,15 +41,24 @@ def measured_arena_bytes(report: dict) -> int | None:
     return value
 
 
+def read_model(path: Path) -> tuple[ModelInfo, bytes]:
+    """The model and its bytes; the firmware serves exactly one input and one output tensor."""
+    model, data = read_tflite(path)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ArtifactError(f"{path}: the firmware expects one input and one output tensor, the model has "
+                            f"{len(model.inputs)} and {len(model.outputs)}")
+    return model, data
+
+
 def _int8_ops(model: ModelInfo) -> set[str]:
     """Ops whose every instance has int8 activations (and int8 weights where it has weights)."""
     ok: dict[str, bool] = {}
-    for op in model.ops:
-        tensors = [t for t in op.inputs if t is not None]
-        acts = [t for t in tensors if not t.is_constant] + list(op.outputs)
+    for op in model.all_ops:
+        tensors = [t for t in model.op_inputs(op) if t is not None]
+        acts = [t for t in tensors if not t.is_constant] + list(model.op_outputs(op))
         weights = [t for t in tensors if t.is_constant and len(t.shape) > 1]
-        good = all(t.dtype == "int8" for t in acts) and all(t.dtype == "int8" for t in weights)
-        ok[op.builtin] = ok.get(op.builtin, True) and good
+        good = all(t.dtype == "INT8" for t in acts) and all(t.dtype == "INT8" for t in weights)
+        ok[op_label(op)] = ok.get(op_label(op), True) and good
     return {k for k, v in ok.items() if v}
 
 
@@ -90,8 +99,8 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         check_contract(contract, model)
     else:
         shape = model.input.shape
-        if len(shape) != 4 or model.input.dtype != "int8":
-            raise ArtifactError(f"{model_path}: input {shape} {model.input.dtype}; the firmware expects an "
+        if len(shape) != 4 or model.input.dtype != "INT8":
+            raise ArtifactError(f"{model_path}: input {shape} {model.input.dtype.lower()}; the firmware expects an "
                                 f"int8 NHWC image input")
         contract = InputContract(shape[1], shape[2], shape[3], model.input.scale, model.input.zero_point)
     if rep is not None and rep.get("model_sha256"):
@@ -106,13 +115,13 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
                          hint="use letters, digits and underscores, not starting with a digit")
     return FirmwareContext(
         generator=generator_version(), app_name=app_name, model_sha256=model.sha256,
-        model_hash_bytes=tuple(bytes.fromhex(model.sha256)[:16]), model_bytes=model.size_bytes,
+        model_hash_bytes=tuple(bytes.fromhex(model.sha256)[:16]), model_bytes=model.model_bytes,
         model_data_lines=model_data_lines(data), input=_tensor(model.input), output=_tensor(model.output),
         input_lut=tuple(int(v) for v in contract.lut), pixel_scale=contract.pixel_scale,
         pixel_offset=contract.pixel_offset, labels=_labels(labels, rep, num_classes), num_classes=num_classes,
-        ops=tuple(resolver_entries([op.builtin for op in model.ops], _int8_ops(model))),
-        op_count=len(model.ops), op_codes=tuple(op.builtin_code for op in model.main_ops),
-        op_names=tuple(op.builtin for op in model.main_ops), arena=arena, board=board_context(board),
+        ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model))),
+        op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
+        op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
         core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used)
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import ModelInfo, OpNode
+from ..export.model_info import ModelInfo, OpInfo
+from .ops import op_label
 
 ALIGN = 16                 # TFLM aligns arena buffers to 16 bytes (MicroArenaBufferAlignment)
 OPDATA_SLACK_PER_OP = 16   # CMSIS-NN op data vs reference op data, rounded to the 16-byte alignment
@@ -64,9 +65,9 @@ def _same_pad(in_size: int, out_size: int, kernel: int, stride: int, dilation: i
     return max((out_size - 1) * stride + eff - in_size, 0) // 2
 
 
-def _conv_scratch(op: OpNode, kind: str) -> int:
-    inp, flt = op.inputs[0], op.inputs[1]
-    if inp is None or flt is None or inp.dtype != "int8" or len(inp.shape) != 4:
+def _conv_scratch(model: ModelInfo, op: OpInfo, kind: str) -> int:
+    inp, flt = model.op_inputs(op)[:2]
+    if inp is None or flt is None or inp.dtype != "INT8" or len(inp.shape) != 4:
         return 0
     cin = inp.shape[3]
     _, kh, kw, _ = flt.shape
@@ -82,9 +83,9 @@ def _conv_scratch(op: OpNode, kind: str) -> int:
     return 2 * round_up(rhs_cols, 4) * 2
 
 
-def _depthwise_scratch(op: OpNode, kind: str) -> int:
-    inp, flt, out = op.inputs[0], op.inputs[1], op.outputs[0]
-    if inp is None or flt is None or inp.dtype != "int8" or len(inp.shape) != 4:
+def _depthwise_scratch(model: ModelInfo, op: OpInfo, kind: str) -> int:
+    (inp, flt), out = model.op_inputs(op)[:2], model.op_outputs(op)[0]
+    if inp is None or flt is None or inp.dtype != "INT8" or len(inp.shape) != 4:
         return 0
     n, in_h, in_w, cin = inp.shape
     _, kh, kw, _ = flt.shape
@@ -94,7 +95,7 @@ def _depthwise_scratch(op: OpNode, kind: str) -> int:
         return 4 * ((kh * kw + 15) // 16) * 16 + kh * kw * cout
     if not (cin == cout and n == 1 and dh == 1 and dw == 1):
         return 0
-    same = op.options.get("padding", 0) == 0
+    same = op.options.get("padding", "SAME") == "SAME"
     ph = _same_pad(in_h, out_h, kh, op.options.get("strideH", 1), dh) if same else 0
     pw = _same_pad(in_w, out_w, kw, op.options.get("strideW", 1), dw) if same else 0
     if kind != "mve" and kh == 3 and kw == 3 and ph <= 1 and pw <= 1:
@@ -104,10 +105,10 @@ def _depthwise_scratch(op: OpNode, kind: str) -> int:
     return cin * kh * kw * 2 if kind == "dsp" else 0
 
 
-def _fc_scratch(op: OpNode, kind: str) -> tuple[int, int]:
+def _fc_scratch(model: ModelInfo, op: OpInfo, kind: str) -> tuple[int, int]:
     """(scratch, persistent) bytes of a CMSIS-NN fully-connected op."""
-    inp, flt, out = op.inputs[0], op.inputs[1], op.outputs[0]
-    if inp is None or flt is None or inp.dtype != "int8" or flt.dtype != "int8":
+    (inp, flt), out = model.op_inputs(op)[:2], model.op_outputs(op)[0]
+    if inp is None or flt is None or inp.dtype != "INT8" or flt.dtype != "INT8":
         return 0, 0
     accum_depth = flt.shape[-1]
     output_depth = flt.shape[0]
@@ -118,31 +119,31 @@ def _fc_scratch(op: OpNode, kind: str) -> tuple[int, int]:
     return 0, 0
 
 
-def _avgpool_scratch(op: OpNode, kind: str) -> int:
-    inp = op.inputs[0]
-    if inp is None or inp.dtype != "int8" or kind != "dsp":
+def _avgpool_scratch(model: ModelInfo, op: OpInfo, kind: str) -> int:
+    inp = model.op_inputs(op)[0]
+    if inp is None or inp.dtype != "INT8" or kind != "dsp":
         return 0
-    return op.outputs[0].shape[-1] * 4
+    return model.op_outputs(op)[0].shape[-1] * 4
 
 
 def cmsis_nn_scratch(model: ModelInfo, core: str) -> ScratchPlan:
     """Largest CMSIS-NN scratch buffer over the model's ops, for a core (DSP, MVE or plain)."""
     kind = _kind(core)
     best, best_op, persistent = 0, "", 0
-    for op in model.ops:
-        scratch = 0
-        if op.builtin == "CONV_2D":
-            scratch = _conv_scratch(op, kind)
-        elif op.builtin == "DEPTHWISE_CONV_2D":
-            scratch = _depthwise_scratch(op, kind)
-        elif op.builtin == "FULLY_CONNECTED":
-            scratch, extra = _fc_scratch(op, kind)
+    for op in model.all_ops:
+        scratch, name = 0, op_label(op)
+        if name == "CONV_2D":
+            scratch = _conv_scratch(model, op, kind)
+        elif name == "DEPTHWISE_CONV_2D":
+            scratch = _depthwise_scratch(model, op, kind)
+        elif name == "FULLY_CONNECTED":
+            scratch, extra = _fc_scratch(model, op, kind)
             persistent += round_up(extra) if extra else 0
-        elif op.builtin == "AVERAGE_POOL_2D":
-            scratch = _avgpool_scratch(op, kind)
+        elif name == "AVERAGE_POOL_2D":
+            scratch = _avgpool_scratch(model, op, kind)
         if scratch > best:
-            best, best_op = scratch, f"{op.builtin} #{op.index}"
-    return ScratchPlan(best, best_op, persistent, len(model.ops))
+            best, best_op = scratch, f"{name} #{op.index}"
+    return ScratchPlan(best, best_op, persistent, len(model.all_ops))
 
 
 def cortex_m_arena_bytes(measured_64bit_bytes: int, scratch: ScratchPlan) -> int:
@@ -170,15 +171,15 @@ _EST_FRAGMENTATION = 1.25
 
 def estimate_activation_peak(model: ModelInfo) -> int:
     """Largest total of live non-constant tensors (16-byte aligned) over the main subgraph's ops."""
-    ops = model.main_ops
-    first: dict[int, int] = {model.input_id: 0}
-    last: dict[int, int] = {model.output_id: len(ops)}
+    ops = model.ops
+    first: dict[int, int] = {model.inputs[0]: 0}
+    last: dict[int, int] = {model.outputs[0]: len(ops)}
     size: dict[int, int] = {}
     for k, op in enumerate(ops):
-        for tid, t in [*zip(op.input_ids, op.inputs), *zip(op.output_ids, op.outputs)]:
-            if tid < 0 or t is None or t.is_constant:
+        for tid in (*op.inputs, *op.outputs):
+            if tid < 0 or model.tensors[tid].is_constant:
                 continue
-            size[tid] = round_up(t.bytes)
+            size[tid] = round_up(model.tensors[tid].nbytes)
             first[tid] = min(first.get(tid, k), k)
             last[tid] = max(last.get(tid, k), k)
     peak = 0
@@ -190,10 +191,11 @@ def estimate_activation_peak(model: ModelInfo) -> int:
 
 def estimate_arena_bytes(model: ModelInfo) -> int:
     """A documented over-estimate used only when no measured arena is available."""
-    tensors = sum(len(op.inputs) + len(op.outputs) for op in model.ops)
-    channels = sum(op.outputs[0].shape[-1] for op in model.ops
-                   if op.builtin in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and op.outputs[0].shape)
-    tail = _EST_FIXED + _EST_PER_TENSOR * tensors + _EST_PER_OP * len(model.ops) + _EST_PER_CHANNEL * channels
+    ops = model.all_ops
+    tensors = sum(len(op.inputs) + len(op.outputs) for op in ops)
+    channels = sum(out.shape[-1] for op in ops for out in model.op_outputs(op)[:1]
+                   if op_label(op) in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and out.shape)
+    tail = _EST_FIXED + _EST_PER_TENSOR * tensors + _EST_PER_OP * len(ops) + _EST_PER_CHANNEL * channels
     return round_up(int(estimate_activation_peak(model) * _EST_FRAGMENTATION) + tail)
 
 

@@ -11,11 +11,11 @@ from importlib import metadata
 from ..boards import Board
 from ..contract import InputContract
 from ..errors import ArtifactError, BoardError
+from ..export.model_info import ModelInfo, TensorInfo
 from .arena import ArenaPlan
 from .cstring import make_word
 from .families import (PICO_SDK_FAMILIES, Stm32Uart, core_clock_hz, flash_region, ram_region,
                        stm32_series, stm32_uart)
-from .model import ModelInfo, TensorInfo
 from .ops import OpRegistration
 
 
@@ -108,7 +108,8 @@ class FirmwareContext:
 
 
 def _tensor(t: TensorInfo) -> TensorContext:
-    return TensorContext(tuple(int(d) for d in t.shape), t.dtype, float(t.scale), int(t.zero_point), t.bytes)
+    return TensorContext(tuple(int(d) for d in t.shape), t.dtype.lower(), float(t.scale), int(t.zero_point),
+                         t.nbytes)
 
 
 def core_flags(board: Board) -> CoreFlags:
@@ -201,8 +202,8 @@ def check_contract(contract: InputContract, model: ModelInfo) -> None:
         raise ArtifactError(f"the input contract is for {contract.height}x{contract.width}x{contract.channels} "
                             f"but the model input is {tuple(shape)}",
                             hint="the export report belongs to another model: pass the matching --report")
-    if model.input.dtype != "int8":
-        raise ArtifactError(f"the model input is {model.input.dtype}; the firmware expects a full-int8 model",
+    if model.input.dtype != "INT8":
+        raise ArtifactError(f"the model input is {model.input.dtype.lower()}; the firmware expects a full-int8 model",
                             hint="export with int8 input and output (ofa-mcu export does)")
     if abs(contract.input_scale - model.input.scale) > 1e-6 * max(1.0, abs(model.input.scale)) or \
             contract.input_zero_point != model.input.zero_point:

@@ -131,6 +131,11 @@ class OpRegistration:
         return self.registration.endswith("_INT8()")
 
 
+def op_label(op) -> str:
+    """How codegen names an op (an export OpInfo): the builtin name, or CUSTOM(code) for a custom op."""
+    return f"CUSTOM({op.name})" if op.is_custom else op.name
+
+
 def resolver_entries(ops_in_order: list[str], int8_ops: set[str]) -> list[OpRegistration]:
     """One registration per distinct op, in first-use order.
 

@@ -14,7 +14,8 @@ import importlib
 
 _EXPORTS = {
     "export_int8": "convert", "ExportResult": "convert", "tool_versions": "convert",
-    "inspect_tflite": "model_info", "ModelInfo": "model_info", "OpInfo": "model_info", "TensorInfo": "model_info",
+    "inspect_tflite": "model_info", "read_tflite": "model_info", "op_name": "model_info",
+    "ModelInfo": "model_info", "OpInfo": "model_info", "TensorInfo": "model_info", "SubgraphInfo": "model_info",
     "check_tflm_int8": "checks", "op_violations": "checks", "TFLM_INT8_OPS": "checks",
     "crosscheck": "compare", "CrosscheckReport": "compare",
     "measure_arena": "arena", "ArenaReport": "arena",

@@ -1,13 +1,16 @@
-"""Read a .tflite flatbuffer into plain dataclasses: ops in execution order, tensors, quantization.
+"""The one .tflite reader: plain dataclasses for ops in execution order, tensors, quantization, file hash.
 
-Uses the flatbuffer schema shipped with `tflite-micro` (pure Python, no TensorFlow import), so cost
-models, codegen and tests can inspect a model cheaply. `activation_floor_bytes` is the analytic lower
+Uses the flatbuffer schema shipped with `tflite-micro` (pure Python, no TensorFlow import), so export,
+cost models, codegen, the serial tools and tests all inspect a model cheaply through `inspect_tflite`
+(or `read_tflite`, which also returns the file's bytes). `activation_floor_bytes` is the analytic lower
 bound on the activation arena: the largest set of activation tensors alive at any op.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,10 @@ _DTYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64": 8, 
                 "INT8": 1, "FLOAT64": 8, "UINT64": 8, "UINT32": 4, "UINT16": 2, "BFLOAT16": 2}
 
 
+_HINT = "pass the model_int8.tflite written by `ofa-mcu export`"
+
+
+@lru_cache(maxsize=1)
 def _schema():
     from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema_fb
     return schema_fb
@@ -24,6 +31,16 @@ def _schema():
 
 def _enum_names(cls) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@lru_cache(maxsize=1)
+def _builtin_names() -> dict[int, str]:
+    return _enum_names(_schema().BuiltinOperator)
+
+
+def op_name(code: int) -> str:
+    """Builtin operator name of a BuiltinOperator code (what a firmware profiler reports)."""
+    return _builtin_names().get(code, f"BUILTIN_{code}")
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,15 @@ class TensorInfo:
     def per_channel(self) -> bool:
         return len(self.scales) > 1
 
+    @property
+    def scale(self) -> float:
+        """Per-tensor scale (the first one of a per-channel tensor); 0.0 when not quantized."""
+        return self.scales[0] if self.scales else 0.0
+
+    @property
+    def zero_point(self) -> int:
+        return self.zero_points[0] if self.zero_points else 0
+
     def to_dict(self, full_quantization: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {"index": self.index, "name": self.name, "shape": list(self.shape),
                              "dtype": self.dtype, "bytes": self.nbytes, "constant": self.is_constant}
@@ -72,9 +98,11 @@ class OpInfo:
     name: str  # builtin operator name (CONV_2D) or the custom code (FlexErf, ...)
     is_custom: bool
     version: int
-    inputs: tuple[int, ...]  # tensor indices; -1 marks an omitted optional input
+    inputs: tuple[int, ...]  # tensor indices in the op's subgraph; -1 marks an omitted optional input
     outputs: tuple[int, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    code: int = 0  # BuiltinOperator code (CUSTOM for custom ops)
+    subgraph: int = 0
 
     def to_dict(self, tensors: list[TensorInfo]) -> dict[str, Any]:
         def t(i):
@@ -95,7 +123,17 @@ class OpInfo:
 
 
 @dataclass(frozen=True)
+class SubgraphInfo:
+    """A subgraph other than the main one (control flow bodies): its ops reference its own tensors."""
+    ops: tuple[OpInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ModelInfo:
+    """The main subgraph (ops, tensors, inputs, outputs) plus the file's size, hash and other subgraphs."""
     model_bytes: int
     ops: tuple[OpInfo, ...]
     tensors: tuple[TensorInfo, ...]
@@ -104,6 +142,30 @@ class ModelInfo:
     schema_version: int
     description: str = ""
     num_subgraphs: int = 1
+    sha256: str = ""  # hex digest of the whole file
+    other_subgraphs: tuple[SubgraphInfo, ...] = ()
+
+    @property
+    def hash16(self) -> str:
+        """The model hash a firmware reports: hex of the first 16 bytes of the file's sha256."""
+        return self.sha256[:32]
+
+    @property
+    def all_ops(self) -> tuple[OpInfo, ...]:
+        """Ops of every subgraph, main first: what the op resolver must register."""
+        return self.ops + tuple(op for sg in self.other_subgraphs for op in sg.ops)
+
+    def _tensors_of(self, op: OpInfo) -> tuple[TensorInfo, ...]:
+        return self.tensors if op.subgraph == 0 else self.other_subgraphs[op.subgraph - 1].tensors
+
+    def op_inputs(self, op: OpInfo) -> tuple[TensorInfo | None, ...]:
+        """The op's input tensors; None where an optional input is omitted."""
+        ts = self._tensors_of(op)
+        return tuple(ts[i] if i >= 0 else None for i in op.inputs)
+
+    def op_outputs(self, op: OpInfo) -> tuple[TensorInfo, ...]:
+        ts = self._tensors_of(op)
+        return tuple(ts[i] for i in op.outputs if i >= 0)
 
     @property
     def op_names(self) -> list[str]:
@@ -187,32 +249,28 @@ def _options_dict(op_t, fb) -> dict[str, Any]:
     return out
 
 
-def inspect_tflite(model: str | os.PathLike | bytes | bytearray) -> ModelInfo:
-    """Parse a .tflite file (path) or its bytes. Only subgraph 0 is described (TFLM runs that one)."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        data = bytes(model)
-        where = "<bytes>"
-    else:
-        where = str(model)
-        try:
-            data = Path(model).read_bytes()
-        except FileNotFoundError:
-            raise ArtifactError(f"{where}: model file not found") from None
-    fb = _schema()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ArtifactError(f"{where}: not a TFLite flatbuffer (missing the 'TFL3' identifier)",
-                            hint="pass the model_int8.tflite written by `ofa-mcu export`")
+def read_tflite(path: str | os.PathLike) -> tuple[ModelInfo, bytes]:
+    """`inspect_tflite` of a file, plus the file's bytes (for embedding or running it)."""
     try:
-        m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
-    except Exception as e:  # a truncated buffer raises from deep inside flatbuffers
-        raise ArtifactError(f"{where}: corrupt TFLite flatbuffer ({e.__class__.__name__}: {e})") from None
-    if not m.subgraphs:
-        raise ArtifactError(f"{where}: the model has no subgraph")
-    builtin = _enum_names(fb.BuiltinOperator)
-    ttype = _enum_names(fb.TensorType)
-    sg = m.subgraphs[0]
-    buffers = m.buffers or []
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: model file not found", hint=_HINT) from None
+    return _parse(data, str(path)), data
 
+
+def inspect_tflite(model: str | os.PathLike | bytes | bytearray) -> ModelInfo:
+    """Parse a .tflite file (path) or its bytes. Any unreadable model is an ArtifactError naming it."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return _parse(bytes(model), "<bytes>")
+    return read_tflite(model)[0]
+
+
+def _ints(values) -> tuple[int, ...]:
+    return tuple(int(v) for v in (values if values is not None else ()))
+
+
+def _tensors(sg, buffers, fb) -> tuple[TensorInfo, ...]:
+    ttype = _enum_names(fb.TensorType)
     tensors = []
     for i, t in enumerate(sg.tensors or []):
         buf = buffers[t.buffer] if 0 < t.buffer < len(buffers) else None
@@ -221,10 +279,12 @@ def inspect_tflite(model: str | os.PathLike | bytes | bytearray) -> ModelInfo:
         scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else ()))
         zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else ()))
         name = t.name.decode() if isinstance(t.name, bytes) else (t.name or "")
-        tensors.append(TensorInfo(i, name, tuple(int(d) for d in (t.shape if t.shape is not None else ())),
-                                  ttype.get(t.type, str(t.type)), bool(const), scales, zps,
-                                  int(q.quantizedDimension) if q is not None else 0))
+        tensors.append(TensorInfo(i, name, _ints(t.shape), ttype.get(t.type, str(t.type)), bool(const),
+                                  scales, zps, int(q.quantizedDimension) if q is not None else 0))
+    return tuple(tensors)
 
+
+def _ops(sg, s: int, m, fb) -> tuple[OpInfo, ...]:
     ops = []
     for k, op in enumerate(sg.operators or []):
         code = m.operatorCodes[op.opcodeIndex]
@@ -234,12 +294,29 @@ def inspect_tflite(model: str | os.PathLike | bytes | bytearray) -> ModelInfo:
             cc = code.customCode
             name = cc.decode() if isinstance(cc, bytes) else str(cc)
         else:
-            name = builtin.get(bcode, f"BUILTIN_{bcode}")
-        ops.append(OpInfo(k, name, custom, int(code.version),
-                          tuple(int(i) for i in (op.inputs if op.inputs is not None else ())),
-                          tuple(int(i) for i in (op.outputs if op.outputs is not None else ())),
-                          _options_dict(op, fb)))
+            name = op_name(bcode)
+        ops.append(OpInfo(k, name, custom, int(code.version), _ints(op.inputs), _ints(op.outputs),
+                          _options_dict(op, fb), int(bcode), s))
+    return tuple(ops)
+
+
+def _parse(data: bytes, where: str) -> ModelInfo:
+    fb = _schema()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ArtifactError(f"{where}: not a TFLite flatbuffer (missing the 'TFL3' identifier)", hint=_HINT)
+    try:
+        m = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(data, 0))
+        if not m.subgraphs:
+            raise ArtifactError(f"{where}: the model has no subgraph", hint=_HINT)
+        buffers = m.buffers or []
+        subgraphs = [SubgraphInfo(_ops(sg, s, m, fb), _tensors(sg, buffers, fb), _ints(sg.inputs),
+                                  _ints(sg.outputs)) for s, sg in enumerate(m.subgraphs)]
+    except ArtifactError:
+        raise
+    except Exception as e:  # a truncated buffer raises anything from struct.error to IndexError
+        raise ArtifactError(f"{where}: corrupt TFLite flatbuffer ({e.__class__.__name__}: {e})",
+                            hint=_HINT) from None
+    main = subgraphs[0]
     desc = m.description.decode() if isinstance(m.description, bytes) else (m.description or "")
-    return ModelInfo(len(data), tuple(ops), tuple(tensors),
-                     tuple(int(i) for i in sg.inputs), tuple(int(i) for i in sg.outputs),
-                     int(m.version), desc, len(m.subgraphs))
+    return ModelInfo(len(data), main.ops, main.tensors, main.inputs, main.outputs, int(m.version), desc,
+                     len(m.subgraphs), hashlib.sha256(data).hexdigest(), tuple(subgraphs[1:]))

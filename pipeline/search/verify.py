@@ -76,13 +76,14 @@ class Selection:
 def measured_costs(export_dir: Path, board) -> Measured:
     """SRAM / flash of an exported model on `board`, from its files (see module docstring)."""
     from ..codegen.arena import plan_arena
-    from ..codegen.model import read_model
+    from ..codegen.ops import op_label
+    from ..export.model_info import read_tflite
 
     report = read_json(export_dir / EXPORT_REPORT)
     host = int(report["arena"]["min_arena_bytes"])
-    info, data = read_model(export_dir / "model_int8.tflite")
+    info, data = read_tflite(export_dir / "model_int8.tflite")
     fw = plan_arena(info, board.core, host).bytes
-    kinds = tuple(sorted({op.builtin for op in info.main_ops}))
+    kinds = tuple(sorted({op_label(op) for op in info.ops}))
     flash = len(data) + runtime_code_bytes(kinds, board.core) + APP_CODE_BYTES
     acc = report.get("accuracy", {})
     return Measured(host, fw, fw + APP_SRAM_BYTES, len(data), flash, acc.get("int8_tflm"), acc.get("float"), kinds)

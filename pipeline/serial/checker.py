@@ -17,9 +17,9 @@ from .._io import append_jsonl, read_json, read_jsonl, write_json
 from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError
+from ..export.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
 from .link import open_port
-from .model_info import ModelInfo, read_model
 from .reference import TflmRunner
 
 LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
@@ -69,7 +69,7 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
     from ..data import load_dataset
 
     model_path = Path(model_path)
-    model = read_model(model_path)
+    model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or (board.serial_baud if board else 115200)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent

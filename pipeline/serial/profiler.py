@@ -13,11 +13,11 @@ import numpy as np
 from .._io import write_json
 from ..boards import Board, load_board
 from ..errors import ModelMismatchError, SerialLinkError
+from ..export.model_info import inspect_tflite
 from .checker import load_contract
 from .client import ProtocolClient
 from .link import open_port
-from .latency import op_class_work
-from .model_info import read_model
+from .latency import model_macs, op_class_work, op_macs, op_shapes
 
 FORMAT = "ofa-mcu-op-profile"
 FORMAT_VERSION = 1
@@ -28,7 +28,7 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
                 log=print) -> dict:
     """Profile `runs` inferences on the device; write and return the calibration dict."""
     model_path = Path(model_path)
-    model = read_model(model_path)
+    model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or board.serial_baud
     contract = load_contract(model_path, model)
@@ -51,19 +51,20 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
     finally:
         client.close() if own_port else client.detach()
     codes = [o.op_code for o in all_runs[0]]
-    if codes != [o.op_code for o in model.ops]:
+    if codes != [o.code for o in model.ops]:
         raise SerialLinkError(f"the device profiled {len(codes)} ops {codes[:8]}... but the model has "
-                              f"{len(model.ops)} ops {[o.op_code for o in model.ops][:8]}...",
+                              f"{len(model.ops)} ops {[o.code for o in model.ops][:8]}...",
                               hint="the firmware's profiler must report one entry per model op, in order")
     ops = []
     for op in model.ops:
         per_run = [int(r[op.index].cycles) for r in all_runs]
-        cls, work, kernel = op_class_work(op)
+        cls, work, kernel = op_class_work(model, op)
+        ins, outs = op_shapes(model, op)
         # op/class/kernel/macs|elements/cycles make each entry a row pipeline.costs.fit_latency reads as is
-        ops.append({"index": op.index, "op_type": op.op_type, "op": op.op_type, "op_code": op.op_code,
+        ops.append({"index": op.index, "op_type": op.name, "op": op.name, "op_code": op.code,
                     "class": cls, "kernel": kernel,
-                    "input_shapes": [list(s) for s in op.input_shapes],
-                    "output_shapes": [list(s) for s in op.output_shapes], "macs": op.macs,
+                    "input_shapes": [list(s) for s in ins],
+                    "output_shapes": [list(s) for s in outs], "macs": op_macs(model, op),
                     **({} if cls in ("conv", "pw", "dw", "fc") else {"elements": work}),
                     "cycles": int(np.median(per_run)), "cycles_runs": per_run})
     source = "simulated" if info.simulated else ("timer" if info.cycles_from_timer else "cycle counter")
@@ -71,7 +72,7 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
               "clock_hz": board.clock_hz, "cycle_source": source, "cycle_hz": info.cycle_hz,
               "simulated": info.simulated, "firmware_version": info.firmware_version,
               "device_board_id": info.board_id, "model": str(model_path), "model_sha256": model.sha256,
-              "runs": len(all_runs), "total_macs": model.macs, "total_cycles": sum(o["cycles"] for o in ops),
+              "runs": len(all_runs), "total_macs": model_macs(model), "total_cycles": sum(o["cycles"] for o in ops),
               "ops": ops}
     out = Path(out) if out else model_path.with_name(f"profile_{board.id}.json")
     write_json(out, result)

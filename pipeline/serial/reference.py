@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
-from .model_info import ModelInfo, read_model
+from ..export.model_info import ModelInfo, inspect_tflite
 
 
 def arena_bytes_for(model_size: int) -> int:
@@ -22,13 +22,13 @@ class TflmRunner:
     def __init__(self, model_path: str | os.PathLike, model: ModelInfo | None = None):
         from tflite_micro.python.tflite_micro import runtime
 
-        self.model = model or read_model(model_path)
-        if self.model.input.dtype != "int8" or self.model.output.dtype != "int8":
-            raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype}/"
-                                f"{self.model.output.dtype}, the serial check needs a full-int8 model",
+        self.model = model or inspect_tflite(model_path)
+        if self.model.input.dtype != "INT8" or self.model.output.dtype != "INT8":
+            raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype.lower()}/"
+                                f"{self.model.output.dtype.lower()}, the serial check needs a full-int8 model",
                                 hint="export with `ofa-mcu export` (full-int8 input and output)")
         self._interp = runtime.Interpreter.from_file(str(Path(model_path)),
-                                                     arena_size=arena_bytes_for(self.model.size_bytes))
+                                                     arena_size=arena_bytes_for(self.model.model_bytes))
         self._shape = self.model.input.shape
 
     def run(self, data: bytes) -> bytes:

@@ -22,9 +22,9 @@ import numpy as np
 
 from ..boards import Board, load_board
 from ..errors import SerialLinkError
+from ..export.model_info import inspect_tflite
 from . import framing as fr
 from .latency import DEFAULT_CORE, model_op_cycles
-from .model_info import read_model
 from .native import NativeDevice
 from .reference import TflmRunner
 
@@ -252,7 +252,7 @@ class VirtualBoard(PacedLink):
                  invoke=None):
         super().__init__(options)
         opts = self.options
-        self.model = read_model(model_path)
+        self.model = inspect_tflite(model_path)
         self.board: Board | None = load_board(opts.board) if opts.board else None
         self.core = self.board.core if self.board else DEFAULT_CORE
         self.clock_hz = self.board.clock_hz if self.board else VIRTUAL_CLOCK_HZ
@@ -263,10 +263,10 @@ class VirtualBoard(PacedLink):
             protocol_version=fr.VERSION,
             flags=fr.FLAG_SIMULATED | (fr.FLAG_REFERENCE_KERNELS if invoke is None else 0),
             window=max(1, min(opts.window, 32)), max_payload=opts.max_payload, model_hash=self.model.hash16,
-            input_dtype=self.model.input.dtype, input_shape=self.model.input.shape,
-            input_bytes=self.model.input.bytes, input_scale=self.model.input.scale,
-            input_zero_point=self.model.input.zero_point, output_dtype=self.model.output.dtype,
-            output_bytes=self.model.output.bytes, output_scale=self.model.output.scale,
+            input_dtype=self.model.input.dtype.lower(), input_shape=self.model.input.shape,
+            input_bytes=self.model.input.nbytes, input_scale=self.model.input.scale,
+            input_zero_point=self.model.input.zero_point, output_dtype=self.model.output.dtype.lower(),
+            output_bytes=self.model.output.nbytes, output_scale=self.model.output.scale,
             output_zero_point=self.model.output.zero_point, arena_bytes=0, cycle_hz=self.clock_hz,
             board_id=self.board.id if self.board else "virtual",
             firmware_version=f"ofa-mcu {_pkg_version()} board-sim")
