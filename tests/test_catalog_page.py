@@ -78,3 +78,36 @@ def test_browser_check_catches_console_errors(tmp_path):
     bad.write_text("<!DOCTYPE html><html><body><script>console.error('broken page')</script></body></html>")
     _, console = open_in_browser(bad, tmp_path)
     assert any("broken page" in line for line in console)
+
+
+@pytest.mark.slow
+def test_real_catalog_page_with_compute_account_and_energy(tmp_path, trained_supernet_dir):
+    """`ofa-mcu catalog` on a trained supernet: every chosen model's measured SRAM and flash fit its
+    board, the page loads clean, and the compute account and energy figures carry their kind."""
+    import json
+
+    from pipeline.boards import load_board
+    from pipeline.catalog import build_catalog
+
+    boards = [load_board("qemu-mps2-an386"), load_board("rpi-pico")]
+    out = tmp_path / "catalog"
+    data = build_catalog(trained_supernet_dir, boards, out, num_samples=24, max_candidates=3, scratch_count=1,
+                         log=lambda m: None)
+    assert json.loads((out / "catalog.json").read_text())["boards"] == data["boards"]
+    for r in data["boards"]:
+        assert r["fits"], r
+        assert r["measured"]["sram_bytes"] <= r["budget"]["sram_bytes"]
+        assert r["measured"]["flash_bytes"] <= r["budget"]["flash_bytes"]
+        assert r["energy_kind"] == "estimated" and r["energy_uj_per_inference"] > 0
+    rows = data["compute"]["rows"]
+    assert rows["supernet training (CPU-s)"]["kind"] == "measured"
+    assert rows["from-scratch training per model (CPU-s)"]["kind"] == "measured"
+    assert rows["amortization ratio (scratch / ofa-mcu)"]["kind"] == "estimated"
+    assert rows["amortization ratio (scratch / ofa-mcu)"]["value"] > 0
+    md = (out / "catalog.md").read_text()
+    assert "amortization ratio" in md and "Energy per inference (estimated)" in md
+
+    dom, console = open_in_browser(out / "catalog.html", tmp_path)
+    assert console == [], console
+    assert set(re.findall(r'data-board="([^"]+)"', dom)) == {b.id for b in boards}
+    assert 'id="compute"' in dom and "amortization ratio" in dom

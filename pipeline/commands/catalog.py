@@ -1,4 +1,4 @@
-"""`ofa-mcu catalog`: the best verified model for every board: catalog.json, catalog.md, Pareto plots."""
+"""`ofa-mcu catalog`: the best verified model for every board: catalog.json/.md/.html, Pareto plots, compute account."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=300, help="accuracy-predictor samples (default 300; cached)")
     p.add_argument("--max-candidates", type=int, default=5,
                    help="candidates exported per board before giving up (default 5)")
+    p.add_argument("--scratch", type=int, default=2, metavar="N",
+                   help="catalog archs trained from scratch for the compute comparison (default 2; cached)")
 
 
 def run(args) -> int:
@@ -21,7 +23,7 @@ def run(args) -> int:
 
     from ..boards import list_boards, load_board
     from ..errors import UsageError
-    from ..search.catalog import catalog
+    from ..catalog import build_catalog
 
     import torch
     torch.set_num_threads(1)
@@ -31,11 +33,15 @@ def run(args) -> int:
     if not ids:
         raise UsageError("--boards is empty", hint="give `all` or a comma-separated list of board ids")
     boards = list_boards() if ids == ["all"] else [load_board(i) for i in ids]
-    data = catalog(args.supernet, boards, args.out, latency_ms=args.latency_ms, seed=args.seed,
-                   num_samples=args.samples, max_candidates=args.max_candidates, log=print,
-                   progress=sys.stderr.isatty())
+    data = build_catalog(args.supernet, boards, args.out, latency_ms=args.latency_ms, seed=args.seed,
+                         num_samples=args.samples, max_candidates=args.max_candidates, scratch_count=args.scratch,
+                         log=print, progress=sys.stderr.isatty())
     out = Path(args.out)
     ok = sum(1 for r in data["boards"] if r.get("fits"))
     print(f"catalog: {ok}/{len(data['boards'])} boards with a verified model, {data['distinct_archs']} distinct "
-          f"archs, {data['seconds']:.0f} s -> {out / 'catalog.md'}, {out / 'catalog.json'}")
+          f"archs, {data['seconds']:.0f} s -> {out / 'catalog.md'}, {out / 'catalog.html'}")
+    if data.get("compute"):
+        ratio = data["compute"]["rows"]["amortization ratio (scratch / ofa-mcu)"]["value"]
+        print(f"compute: one supernet + {len(boards)} searches vs {len(boards)} trainings from scratch: "
+              f"{ratio}x (estimated; see catalog.md)")
     return 0 if ok == len(data["boards"]) else 8
