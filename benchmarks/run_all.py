@@ -33,6 +33,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _target_rows(data: dict) -> list[dict]:
+    """`targets` rows, or the `summary.targets` mapping {metric: {target, value, met}} some benchmarks write."""
+    if isinstance(data.get("targets"), list):
+        return data["targets"]
+    nested = (data.get("summary") or {}).get("targets") or data.get("targets") or {}
+    return [{"metric": k, "measured": v.get("value"), "target": v.get("target"), "met": v.get("met"),
+             "baseline": v.get("baseline"), "ratio": v.get("ratio")} for k, v in nested.items()]
+
+
 def summary_table() -> str:
     rows = []
     for path in sorted(RESULTS.glob("*.json")):
@@ -41,7 +50,7 @@ def summary_table() -> str:
         except json.JSONDecodeError:
             rows.append(f"| {path.stem} | (unreadable result file) | | | | | |")
             continue
-        for t in data.get("targets", []):
+        for t in _target_rows(data):
             rows.append("| " + " | ".join([
                 path.stem, t.get("metric", "?"), _fmt(t.get("baseline")), _fmt(t.get("measured")),
                 _fmt(t.get("target")), _fmt(t.get("ratio")), _fmt(t.get("met"))]) + " |")
