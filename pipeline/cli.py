@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ofa-mcu",
         description="Once-for-All supernets for Cortex-M: train once, search per board, export to int8 "
                     "TFLite Micro, generate firmware, check accuracy on the board.",
-        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog="examples:\n" + "\n".join(f"  {ex}" for _, ex in COMMANDS.values()) + "\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug output")
     parser.add_argument("--boards-dir", metavar="DIR",
                         help="extra folder of board YAML files (also: OFA_MCU_BOARDS_DIR)")

@@ -1,0 +1,37 @@
+"""The CLI lists every stage with help and examples, and every subcommand documents its options."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cli import COMMANDS, main
+
+STAGES = ["boards", "train", "search", "export", "codegen", "build", "flash", "check", "profile", "deploy",
+          "catalog", "demo"]
+
+
+def test_help_lists_every_stage_with_an_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in STAGES:
+        assert f"\n    {name} " in out, name
+        assert f"ofa-mcu {name}" in out, name
+    assert "exit codes" in out
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_subcommand_is_built_and_documents_its_options(name):
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", name, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "not built yet" not in r.stdout + r.stderr
+    assert "example:" in r.stdout
+
+
+def test_usage_error_exit_code():
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "--board", "nucleo-f412zg"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--supernet" in r.stderr
