@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny search space and a tiny supernet trained once per test session.
+
+`trained_supernet_dir` is a real `ofa-mcu train` result (progressive shrinking through every phase
+on builtin:digits), small enough to train in well under a minute on one thread. Other stages'
+tests (export, search, costs) load it with `pipeline.supernet.load_supernet(dir)`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_tiny_space(in_channels: int = 1, num_classes: int = 10):
+    """Every elastic dimension present (kernel 3/5/7, expand 3/4/6, depth 1-2, three widths, two
+    resolutions), at a size that trains in seconds. The last stage has stride 1, so some width
+    choices give its first block a residual add."""
+    from pipeline.supernet import SearchSpace, StageSpec
+
+    return SearchSpace(in_channels=in_channels, num_classes=num_classes, resolutions=(16, 24),
+                       stem_channels=8, stem_stride=2,
+                       stages=(StageSpec(16, 2), StageSpec(24, 2), StageSpec(32, 1)),
+                       kernel_sizes=(3, 5, 7), expand_ratios=(3, 4, 6), depths=(1, 2),
+                       width_mults=(0.5, 0.75, 1.0))
+
+
+def make_tiny_schedule(space, scale: float = 1.0):
+    """Every progressive-shrinking phase, few epochs each."""
+    from pipeline.train import Phase, Schedule
+
+    def ep(n):
+        return max(1, round(n * scale))
+    res = {"resolutions": "all"}
+    ks = {**res, "kernel_sizes": "all"}
+    dp = {**ks, "depths": "all"}
+    ew = {**dp, "expand_ratios": "all", "width_mults": "all"}
+    return Schedule(phases=(
+        Phase("largest", ep(6), 0.1, res),
+        Phase("kernel", ep(1), 0.03, ks, kd_weight=1.0),
+        Phase("depth", ep(1), 0.02, dp, subnets_per_step=2, kd_weight=1.0),
+        Phase("expand", ep(3), 0.03, ew, subnets_per_step=3, kd_weight=1.0),
+    ))
+
+
+def train_tiny_supernet(out: str | Path, data: str = "builtin:digits", seed: int = 0) -> Path:
+    """Train the tiny supernet into `out`/supernet and return that directory (~20-40 s, 1 thread)."""
+    from pipeline.data import load_dataset
+    from pipeline.train import TrainConfig, train_supernet
+
+    ds = load_dataset(data)
+    space = make_tiny_space(ds.channels, ds.num_classes)
+    cfg = TrainConfig(data=data, out=out, space=space, schedule=make_tiny_schedule(space), seed=seed,
+                      threads=1, quiet=True, epoch_eval=False)
+    return train_supernet(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_space():
+    return make_tiny_space()
+
+
+@pytest.fixture(scope="session")
+def trained_supernet_dir(tmp_path_factory) -> Path:
+    """A tiny supernet trained on builtin:digits (summary.json holds its test accuracies)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_tiny_supernet(tmp_path_factory.mktemp("tiny_run"))
