@@ -15,56 +15,20 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from pipeline._io import read_json, write_json  # noqa: E402
 from pipeline.data import load_dataset  # noqa: E402
-from pipeline.supernet import build_supernet, load_supernet, macs  # noqa: E402
-from pipeline.train import (Schedule, TrainConfig, calibrate_bn, calibrated_subnet, evaluate,  # noqa: E402
-                            to_input, train_supernet)
-from pipeline.train.loop import _epoch_generators, _lr, _shift  # noqa: E402
+from pipeline.supernet import load_supernet, macs  # noqa: E402
+from pipeline.train import Schedule, TrainConfig, calibrated_subnet, evaluate, train_supernet  # noqa: E402
+from pipeline.train.scratch import train_scratch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_ps_vs_scratch.json"
-
-
-def train_scratch(space, arch, ds, schedule: Schedule, epochs: int, batch_size: int, seed: int) -> tuple[float, float]:
-    """Train `arch` alone (static module, supernet-style init); return (test accuracy, seconds)."""
-    t0 = time.perf_counter()
-    model = build_supernet(space, seed=seed).extract(arch).train().to(memory_format=torch.channels_last)
-    phase = schedule.phases[0]
-    decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1]
-    rest = [p for n, p in model.named_parameters() if not (n.endswith("weight") and p.dim() > 1)]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": schedule.weight_decay},
-                           {"params": rest, "weight_decay": 0.0}],
-                          lr=phase.lr, momentum=schedule.momentum, nesterov=schedule.momentum > 0)
-    train = ds.split("train", arch.resolution)
-    x_all, y_all = to_input(train.x), torch.from_numpy(train.y)
-    steps = len(train) // batch_size
-    shift = int(round(schedule.shift * arch.resolution))
-    for epoch in range(epochs):
-        _, gen = _epoch_generators(seed, 0, epoch)
-        order = torch.randperm(len(train), generator=gen)
-        for step in range(steps):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            x = _shift(x_all[idx], shift, gen).contiguous(memory_format=torch.channels_last)
-            lr = _lr(schedule, 0, phase, epoch * steps + step, epochs * steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y_all[idx], label_smoothing=schedule.label_smoothing).backward()
-            opt.step()
-    model = model.to(memory_format=torch.contiguous_format)
-    hold = ds.split("holdout", arch.resolution)
-    calibrate_bn(model, to_input(hold.x), batch_size=len(hold.x))  # same BN treatment as PS
-    test = ds.split("test", arch.resolution)
-    return evaluate(model, test.x, test.y), time.perf_counter() - t0
 
 
 def main(argv=None) -> int:

@@ -41,7 +41,8 @@ def make_tiny_schedule(space, scale: float = 1.0):
         Phase("largest", ep(6), 0.1, res),
         Phase("kernel", ep(1), 0.03, ks, kd_weight=1.0),
         Phase("depth", ep(1), 0.02, dp, subnets_per_step=2, kd_weight=1.0),
-        Phase("expand", ep(3), 0.03, ew, subnets_per_step=3, kd_weight=1.0),
+        Phase("expand", ep(3), 0.03, ew, subnets_per_step=3, kd_weight=1.0, sandwich=True,
+              kd_teacher="inplace"),
     ))
 
 

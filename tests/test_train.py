@@ -25,14 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def short_schedule() -> Schedule:
-    """Three phases that exercise everything resume and DDP must carry: a teacher (KD), channel
-    sorting at a phase start, several subnets per step, elastic everything."""
+    """Three phases that exercise everything resume and DDP must carry: a frozen teacher, channel
+    sorting at a phase start, several subnets per step with the sandwich rule and in-place
+    distillation, elastic everything."""
     return Schedule(phases=(
         Phase("largest", 1, 0.1),
         Phase("kernel", 1, 0.03, {"resolutions": "all", "kernel_sizes": "all"}, kd_weight=1.0),
         Phase("all", 2, 0.03, {"resolutions": "all", "kernel_sizes": "all", "depths": "all",
                                "expand_ratios": "all", "width_mults": "all"},
-              subnets_per_step=2, kd_weight=1.0),
+              subnets_per_step=3, kd_weight=1.0, sandwich=True, kd_teacher="inplace"),
     ))
 
 
@@ -137,7 +138,7 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
 def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     space, sched = tmp_path / "space.json", tmp_path / "schedule.json"
     space.write_text(make_tiny_space().to_json())
-    sched.write_text(json.dumps(Schedule(phases=short_schedule().phases[::2]).to_dict()))
+    sched.write_text(json.dumps(short_schedule().to_dict()))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "pipeline.train", "--out", str(tmp_path / "ddp"), "--space", str(space),

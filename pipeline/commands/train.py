@@ -25,7 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..train import TrainConfig, final_summary_line, train_supernet
-    from ..train.distributed import DistInfo  # noqa: F401  (import errors surface before training)
 
     cfg = TrainConfig(data=args.data, out=args.out, space=args.space, schedule=args.schedule,
                       seed=args.seed, threads=args.threads, batch_size=args.batch_size,

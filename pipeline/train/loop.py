@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,19 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .._io import append_jsonl, atomic_path, read_json, write_json, write_text
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, UsageError
 from ..supernet.model import OFASupernet, build_supernet
 from ..supernet.sorting import sort_expand_channels, sort_width_channels
-from ..supernet.space import SearchSpace, SubnetArch
+from ..supernet.space import SearchSpace
 from ..supernet.store import load_state, save_supernet
 from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
 from .evaluate import calibrated_subnet, evaluate, to_input
-from .schedule import Phase, Schedule, default_schedule
+from .recipe import StepLoss, epoch_generators, lr_at, make_optimizer, shift_images, skip_unused
+from .schedule import Schedule, default_schedule
 
 CHECKPOINT = "last.pt"
 
@@ -85,91 +84,6 @@ def resolve_schedule(spec, space: SearchSpace) -> Schedule:
     else:
         schedule = Schedule.load(spec)
     return schedule.validate(space)
-
-
-# -- the loss of one step -------------------------------------------------------------------------
-def soft_cross_entropy(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    t = temperature
-    target = F.softmax(teacher_logits / t, dim=1)
-    return -(target * F.log_softmax(logits / t, dim=1)).sum(1).mean() * (t * t)
-
-
-class StepLoss(nn.Module):
-    """Summed loss of every sampled subnet on the given shards (OFA sums the subnets' gradients):
-    one forward and one backward, so DDP sees a single iteration however many subnets there are."""
-
-    def __init__(self, supernet: OFASupernet, label_smoothing: float, temperature: float):
-        super().__init__()
-        self.supernet = supernet
-        self.label_smoothing, self.temperature = label_smoothing, temperature
-
-    def forward(self, shards, archs: list[SubnetArch], kd_weight: float, scale: float,
-                inplace_kd: bool = False):
-        """`shards`: (x, y, teacher logits or None) each. With `inplace_kd` the first arch (the
-        largest, by the sandwich rule) is the teacher of the others (BigNAS in-place distillation)."""
-        loss = torch.zeros(())
-        correct = 0
-        targets = [t for _, _, t in shards]
-        for ai, arch in enumerate(archs):
-            self.supernet.set_active(arch)
-            for si, (x, y, _) in enumerate(shards):
-                logits = self.supernet(x)
-                term = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-                if targets[si] is not None and kd_weight > 0:
-                    term = term + kd_weight * soft_cross_entropy(logits, targets[si], self.temperature)
-                if inplace_kd and ai == 0:
-                    targets[si] = logits.detach()
-                loss = loss + term
-                correct += int((logits.detach().argmax(1) == y).sum())
-        return loss * scale, correct
-
-
-# -- helpers --------------------------------------------------------------------------------------
-def _epoch_generators(seed: int, phase: int, epoch: int) -> tuple[np.random.Generator, torch.Generator]:
-    np_rng = np.random.default_rng([seed, phase, epoch])
-    torch_seed = int(np.random.default_rng([seed, phase, epoch, 1]).integers(2 ** 62))
-    return np_rng, torch.Generator().manual_seed(torch_seed)
-
-
-def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Random translation of each image by up to `max_shift` pixels (edge pixels repeated)."""
-    if max_shift <= 0:
-        return x
-    offsets = torch.randint(0, 2 * max_shift + 1, (x.shape[0], 2), generator=gen).tolist()
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    h, w = x.shape[2], x.shape[3]
-    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])
-
-
-def _lr(schedule: Schedule, phase_index: int, phase: Phase, t: int, total: int) -> float:
-    """Cosine decay within each phase; linear warm-up at the very start of training."""
-    warm = int(schedule.warmup_fraction * total) if phase_index == 0 else 0
-    if t < warm:
-        return phase.lr * (t + 1) / warm
-    progress = (t - warm) / max(1, total - warm)
-    return 0.5 * phase.lr * (1.0 + math.cos(math.pi * progress))
-
-
-def _make_optimizer(supernet: OFASupernet, schedule: Schedule, lr: float) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in supernet.named_parameters():
-        # Weight decay on conv / linear weights only: BN affine, biases and the identity-initialised
-        # kernel transforms would be pulled towards zero for no benefit.
-        (decay if name.endswith("weight") and p.dim() > 1 and "transforms" not in name
-         else no_decay).append(p)
-    return torch.optim.SGD([{"params": decay, "weight_decay": schedule.weight_decay},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=lr, momentum=schedule.momentum, nesterov=schedule.momentum > 0)
-
-
-def _skip_unused(supernet: OFASupernet) -> None:
-    """Parameters no sampled subnet touched keep still: no momentum drift, no weight decay.
-
-    A single process leaves their gradient None, DDP hands back zeros; treating an all-zero
-    gradient as None makes both take the same optimizer step."""
-    for p in supernet.parameters():
-        if p.grad is not None and not bool(p.grad.any()):
-            p.grad = None
 
 
 def _make_teacher(supernet: OFASupernet) -> OFASupernet:
@@ -314,13 +228,13 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                 sort_expand_channels(supernet)
             if phase.kd_weight > 0 and phase.kd_teacher == "fixed" and teacher is None:
                 teacher = _make_teacher(supernet)
-        optimizer = _make_optimizer(supernet, schedule, phase.lr)
+        optimizer = make_optimizer(supernet, schedule, phase.lr)
         if ckpt is not None and pi == start_phase and first_epoch > 0:
             optimizer.load_state_dict(ckpt["optimizer"])
         total = phase.epochs * steps
         for epoch in range(first_epoch, phase.epochs):
             t0 = time.perf_counter()
-            np_rng, gen = _epoch_generators(cfg.seed, pi, epoch)
+            np_rng, gen = epoch_generators(cfg.seed, pi, epoch)
             order = torch.randperm(len(train), generator=gen)
             loss_sum, correct, seen = 0.0, 0, 0
             bar = tqdm(total=steps, desc=f"{phase.name} {epoch + 1}/{phase.epochs}", leave=False,
@@ -332,9 +246,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                          for _ in range(phase.subnets_per_step)]
                 if phase.sandwich:
                     archs[:2] = [phase.extreme(space, res, max), phase.extreme(space, res, min)]
-                x = _shift(xs[res][idx], int(round(schedule.shift * res)), gen)
+                x = shift_images(xs[res][idx], int(round(schedule.shift * res)), gen)
                 y = ys[idx]
-                lr = _lr(schedule, pi, phase, epoch * steps + step, total)
+                lr = lr_at(schedule, pi, phase, epoch * steps + step, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
@@ -362,7 +276,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                     loss_sum += float(loss.detach()) / scale / len(archs) * n
                     correct += ok
                     seen += n
-                _skip_unused(supernet)
+                skip_unused(supernet)
                 optimizer.step()
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
