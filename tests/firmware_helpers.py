@@ -4,13 +4,13 @@ Not a test module (no `test_` prefix); imported by tests/test_codegen*.py and te
 """
 from __future__ import annotations
 
-import re
 import shlex
 import shutil
 import subprocess
-import time
 import zlib
 from pathlib import Path
+
+from pipeline.codegen.qemu import start_qemu, stop_qemu  # noqa: F401  (re-exported for the tests)
 
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
 ARM_GXX = shutil.which("arm-none-eabi-g++")
@@ -249,35 +249,6 @@ def link_selftest(fw_dir: Path, build_dir: Path) -> Path:
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     return elf
-
-
-def start_qemu(elf: Path, machine: str = "mps2-an386"):
-    """QEMU halted (-S) with its UART on a pty; returns (process, pty path). `cont` starts the CPU."""
-    proc = subprocess.Popen([QEMU, "-M", machine, "-display", "none", "-icount", "shift=0", "-S",
-                             "-monitor", "stdio", "-serial", "pty", "-kernel", str(elf)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.search(r"char device redirected to (/dev/pts/\d+)", line)
-        if m:
-            return proc, m.group(1)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise AssertionError("QEMU did not report its pseudo-terminal")
-
-
-def stop_qemu(proc) -> None:
-    try:
-        proc.stdin.write("quit\n")
-        proc.stdin.flush()
-        proc.wait(timeout=10)
-    except Exception:  # noqa: BLE001 - a wedged QEMU is killed below
-        pass
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def make_scratch_heavy_tflite(path: Path) -> Path:

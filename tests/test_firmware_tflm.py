@@ -16,6 +16,7 @@ from firmware_helpers import ARM_GCC, QEMU, start_qemu, stop_qemu  # noqa: E402
 from tiny_models import make_tiny_int8_tflite  # noqa: E402
 
 from pipeline.boards import list_boards  # noqa: E402
+from pipeline.codegen.qemu import invoke_once  # noqa: E402
 
 TFLM_DIR = os.environ.get("TFLM_DIR")
 pytestmark = [pytest.mark.tflm_tree, pytest.mark.qemu, pytest.mark.slow,
@@ -64,30 +65,6 @@ def test_main_cc_compiles_for_every_core(board, tmp_path):
     cross_compile(fw, "main.cc", tmp_path / "main.o", flags)
 
 
-def _invoke_ok(elf: Path) -> bool:
-    import serial
-
-    from pipeline.serial.client import DeviceError, ProtocolClient
-
-    proc, pty = start_qemu(elf, "mps2-an386")
-    try:
-        port = serial.Serial(pty, baudrate=115200, timeout=0.05)
-        proc.stdin.write("cont\n")
-        proc.stdin.flush()
-        client = ProtocolClient(port, timeout_s=2.0, retries=3, invoke_timeout_s=60.0)
-        try:
-            info = client.hello()
-            client.send_input(bytes(info.input_bytes))
-            client.invoke()
-            return True
-        except DeviceError:
-            return False
-        finally:
-            client.close()
-    finally:
-        stop_qemu(proc)
-
-
 def test_arena_margin_is_needed_and_enough_on_cortex_m(tmp_path):
     """The 64-bit host minimum alone is too small on a Cortex-M4 with CMSIS-NN (its scratch buffers are not
     in the reference-kernel measurement); the generated size, with the margin rule, runs."""
@@ -109,5 +86,5 @@ def test_arena_margin_is_needed_and_enough_on_cortex_m(tmp_path):
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
         return fw / "app.elf"
 
-    assert _invoke_ok(build(None)), "the generated arena is too small on the target"
-    assert not _invoke_ok(build(host64)), "expected the bare 64-bit minimum to fail with CMSIS-NN scratch"
+    assert invoke_once(build(None)), "the generated arena is too small on the target"
+    assert not invoke_once(build(host64)), "expected the bare 64-bit minimum to fail with CMSIS-NN scratch"

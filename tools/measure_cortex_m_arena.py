@@ -16,53 +16,15 @@ import argparse
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def _qemu_invoke_ok(elf: Path, machine: str) -> bool:
-    import serial
-
-    from pipeline.serial.client import DeviceError, ProtocolClient
-
-    proc = subprocess.Popen(["qemu-system-arm", "-M", machine, "-display", "none", "-icount", "shift=0", "-S",
-                             "-monitor", "stdio", "-serial", "pty", "-kernel", str(elf)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        pty = None
-        deadline = time.monotonic() + 20
-        while pty is None and time.monotonic() < deadline:
-            m = re.search(r"(/dev/pts/\d+)", proc.stdout.readline())
-            pty = m.group(1) if m else None
-        if pty is None:
-            raise RuntimeError("QEMU did not report its pseudo-terminal")
-        port = serial.Serial(pty, baudrate=115200, timeout=0.05)
-        proc.stdin.write("cont\n")
-        proc.stdin.flush()
-        client = ProtocolClient(port, timeout_s=2.0, retries=3, invoke_timeout_s=60.0)
-        try:
-            info = client.hello()
-            client.send_input(bytes(info.input_bytes))
-            client.invoke()
-            return True
-        except DeviceError:
-            return False
-        finally:
-            client.close()
-    finally:
-        try:
-            proc.stdin.write("quit\n")
-            proc.stdin.flush()
-            proc.wait(timeout=10)
-        except Exception:  # noqa: BLE001
-            proc.kill()
+from pipeline.codegen.qemu import invoke_once  # noqa: E402
 
 
 def _build(fw: Path, tflm: str, arena: int | None) -> Path:
@@ -102,14 +64,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ofa-arena-") as tmp:
         fw = generate_firmware(args.model, board, Path(tmp) / "fw", report=report)
         generated = read_json(fw / "firmware.json")["arena_bytes"]
-        if not _qemu_invoke_ok(_build(fw, args.tflm_dir, None), board.qemu_machine):
+        if not invoke_once(_build(fw, args.tflm_dir, None), board.qemu_machine):
             print(f"the generated arena ({generated} B) is TOO SMALL on {board.id}")
             return 1
         lo, hi = 0, generated // 16  # in 16-byte units: lo fails (or is 0), hi works
         probes = 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            ok = _qemu_invoke_ok(_build(fw, args.tflm_dir, mid * 16), board.qemu_machine)
+            ok = invoke_once(_build(fw, args.tflm_dir, mid * 16), board.qemu_machine)
             probes += 1
             print(f"  arena {mid * 16:>8} B: {'runs' if ok else 'fails'}", flush=True)
             lo, hi = (lo, mid) if ok else (mid, hi)

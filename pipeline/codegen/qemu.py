@@ -1,0 +1,74 @@
+"""Run a generated firmware image in qemu-system-arm with its UART on a pseudo-terminal.
+
+QEMU starts halted (-S) with the monitor on stdin, so the host can open the pty before the firmware
+prints anything, then `cont` starts the CPU. `-icount shift=0` makes the SysTick count instructions
+deterministically (instructions, not Cortex-M cycles).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..errors import ToolMissingError
+
+
+def start_qemu(elf: str | Path, machine: str = "mps2-an386", *, timeout_s: float = 20.0):
+    """QEMU halted with its UART on a pty; returns (process, pty path). Write `cont` to start the CPU."""
+    qemu = shutil.which("qemu-system-arm")
+    if qemu is None:
+        raise ToolMissingError("qemu-system-arm not found",
+                               hint="sudo apt-get install --no-install-recommends qemu-system-arm")
+    proc = subprocess.Popen([qemu, "-M", machine, "-display", "none", "-icount", "shift=0", "-S",
+                             "-monitor", "stdio", "-serial", "pty", "-kernel", str(elf)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r"char device redirected to (/dev/pts/\d+)", line)
+        if m:
+            return proc, m.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("QEMU did not report its pseudo-terminal")
+
+
+def stop_qemu(proc) -> None:
+    try:
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(timeout=10)
+    except Exception:  # noqa: BLE001 - a wedged QEMU is killed below
+        pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def invoke_once(elf: str | Path, machine: str = "mps2-an386") -> bool:
+    """Boot `elf`, do HELLO, one zero input and INVOKE; False if the firmware answers with an error
+    (e.g. its arena is too small)."""
+    import serial
+
+    from ..serial.client import DeviceError, ProtocolClient
+
+    proc, pty = start_qemu(elf, machine)
+    try:
+        port = serial.Serial(pty, baudrate=115200, timeout=0.05)
+        proc.stdin.write("cont\n")
+        proc.stdin.flush()
+        client = ProtocolClient(port, timeout_s=2.0, retries=3, invoke_timeout_s=60.0)
+        try:
+            info = client.hello()
+            client.send_input(bytes(info.input_bytes))
+            client.invoke()
+            return True
+        except DeviceError:
+            return False
+        finally:
+            client.close()
+    finally:
+        stop_qemu(proc)
