@@ -72,7 +72,6 @@ def deploy(opts: DeployOptions) -> dict:
     board_dir = run_dir / "boards" / board.id
     board_dir.mkdir(parents=True, exist_ok=True)
     stages = StageLog(board_dir)
-    outcomes = {}
 
     supernet_dir = _supernet(opts, run_dir, echo)
 
@@ -101,8 +100,7 @@ def deploy(opts: DeployOptions) -> dict:
                         f"{len(sel.attempts)} export(s)",
                 "arch": str(sel.arch)}
 
-    outcomes["search"] = stages.run("search", search_hash,
-                                    ["search.json", "model_int8.tflite", "export_report.json"], run_search, echo)
+    stages.run("search", search_hash, ["search.json", "model_int8.tflite", "export_report.json"], run_search, echo)
     model = board_dir / "model_int8.tflite"
 
     # codegen
@@ -115,8 +113,7 @@ def deploy(opts: DeployOptions) -> dict:
         generate_firmware(model, board, fw_dir, report=board_dir / "export_report.json")
         return {"line": f"firmware for {board.id} in {fw_dir}"}
 
-    outcomes["codegen"] = stages.run("codegen", codegen_hash, ["firmware/Makefile", "firmware/main.cc"],
-                                     run_codegen, echo)
+    stages.run("codegen", codegen_hash, ["firmware/Makefile", "firmware/main.cc"], run_codegen, echo)
 
     # build + flash, when this machine can
     missing = _tool_status(board, opts.port)
@@ -132,7 +129,7 @@ def deploy(opts: DeployOptions) -> dict:
             elf = build(fw_dir)
             return {"line": f"firmware built: {elf}"}
 
-        outcomes["build"] = stages.run("build", build_hash, ["firmware/app.elf"], run_build, echo)
+        stages.run("build", build_hash, ["firmware/app.elf"], run_build, echo)
         built = True
     if built and missing["flash"]:
         echo(f"flash    skipped: {missing['flash']}")
@@ -154,7 +151,7 @@ def deploy(opts: DeployOptions) -> dict:
         return {"line": _check_line(rep)}
 
     if opts.port == "sim" or not (missing["flash"] or board.emulated):
-        outcomes["check"] = stages.run("check", check_hash, ["check_report.json"], run_check, echo)
+        stages.run("check", check_hash, ["check_report.json"], run_check, echo)
     else:
         echo(f"check    skipped: {missing['flash']}")
 
