@@ -90,7 +90,7 @@ class HexLink(PacedLink):
 
     def __init__(self, model_path, options: SimOptions):
         super().__init__(options)
-        from pipeline.export.model_info import inspect_tflite
+        from pipeline.tflite.model_info import inspect_tflite
         from pipeline.serial.reference import TflmRunner
         self.model = inspect_tflite(model_path)
         self.runner = TflmRunner(model_path, self.model)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_link-"))
     model, _ = make_tiny_int8_tflite(tmp / "model_int8.tflite", resolution=32, channels=3, num_classes=10,
                                      seed=args.seed)
-    from pipeline.export.model_info import inspect_tflite
+    from pipeline.tflite.model_info import inspect_tflite
     info = inspect_tflite(model)
     rng = np.random.default_rng(args.seed)
     inputs = [rng.integers(-128, 128, size=info.input.nbytes, dtype=np.int8).tobytes() for _ in range(args.samples)]

@@ -21,7 +21,7 @@ from pipeline.codegen.arena import (ScratchPlan, cmsis_nn_scratch, cortex_m_aren
 from pipeline.codegen.cstring import c_string  # noqa: E402
 from pipeline.codegen.ops import OP_TABLE, resolver_entries  # noqa: E402
 from pipeline.errors import ArtifactError, UnsupportedOpError, UsageError  # noqa: E402
-from pipeline.export.model_info import inspect_tflite  # noqa: E402
+from pipeline.tflite.model_info import inspect_tflite  # noqa: E402
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "codegen-qemu-mps2-an386"
 UPDATE_GOLDEN = os.environ.get("OFA_MCU_UPDATE_GOLDEN") == "1"

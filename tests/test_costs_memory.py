@@ -115,7 +115,8 @@ def reference_models(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ARCHS, ids=str)
 def test_arena_matches_tflm_runtime(reference_models, arch):
-    from pipeline.export import inspect_tflite, measure_arena
+    from pipeline.export import measure_arena
+    from pipeline.tflite import inspect_tflite
     path = reference_models[str(arch)]
     measured = measure_arena(path)
     graph = tflite_graph(SMALL, arch)

@@ -19,10 +19,11 @@ import torch.nn as nn
 from pipeline.contract import InputContract
 from pipeline.data import load_dataset
 from pipeline.errors import AccuracyGateError, ExportError, UnsupportedOpError
-from pipeline.export import (ModelInfo, TFLM_INT8_OPS, check_tflm_int8, crosscheck, export_int8,
-                             export_subnet, inspect_tflite, measure_arena, verify_contract)
+from pipeline.export import (TFLM_INT8_OPS, check_tflm_int8, crosscheck, export_int8, export_subnet,
+                             measure_arena, verify_contract)
 from pipeline.export.arena import PROBE, _probe
 from pipeline.export.compare import run_tflite_ref, run_tflm
+from pipeline.tflite import ModelInfo, inspect_tflite
 from pipeline.supernet import SearchSpace, SubnetArch, build_supernet, layers
 from tiny_models import make_tiny_int8_tflite
 

@@ -70,7 +70,7 @@ def test_top_candidate_that_misses_falls_back(trained_supernet_dir, space, predi
 def test_measured_costs_agree_with_prediction(trained_supernet_dir, space, export_cache):
     """On a real export: predicted host arena within [-1%, +3%], model bytes within 2%."""
     from pipeline.costs import arena_bytes, model_bytes, tflite_graph
-    from pipeline.export import inspect_tflite
+    from pipeline.tflite import inspect_tflite
     from pipeline.search.verify import _export
     big = space.largest()
     d = _export(trained_supernet_dir, big, export_cache, None)

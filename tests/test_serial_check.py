@@ -20,7 +20,7 @@ from tiny_models import int8_tflite_from_keras, make_tiny_int8_tflite  # noqa: E
 from pipeline._io import read_jsonl  # noqa: E402
 from pipeline.data import load_dataset  # noqa: E402
 from pipeline.errors import AccuracyGateError, ModelMismatchError, SerialLinkError  # noqa: E402
-from pipeline.export.model_info import inspect_tflite  # noqa: E402
+from pipeline.tflite.model_info import inspect_tflite  # noqa: E402
 from pipeline.serial import check, open_port  # noqa: E402
 from pipeline.serial.checker import load_contract  # noqa: E402
 from pipeline.serial.client import ProtocolClient  # noqa: E402

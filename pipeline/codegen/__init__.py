@@ -12,7 +12,7 @@ from .._io import read_json, write_json, write_text
 from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import ArtifactError, UsageError
-from ..export.model_info import ModelInfo, read_tflite
+from ..tflite.model_info import ModelInfo, read_tflite
 from .arena import ArenaPlan, cortex_m_arena_bytes, cmsis_nn_scratch, plan_arena
 from .context import (FirmwareContext, _tensor, board_context, check_contract, core_flags,
                       generator_version, model_data_lines)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..export.model_info import ModelInfo, OpInfo
+from ..tflite.model_info import ModelInfo, OpInfo
 from .ops import op_label
 
 ALIGN = 16                 # TFLM aligns arena buffers to 16 bytes (MicroArenaBufferAlignment)

@@ -11,7 +11,7 @@ from importlib import metadata
 from ..boards import Board
 from ..contract import InputContract
 from ..errors import ArtifactError, BoardError
-from ..export.model_info import ModelInfo, TensorInfo
+from ..tflite.model_info import ModelInfo, TensorInfo
 from .arena import ArenaPlan
 from .cstring import make_word
 from .families import (PICO_SDK_FAMILIES, Stm32Uart, core_clock_hz, flash_region, ram_region,

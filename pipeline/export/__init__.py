@@ -1,12 +1,12 @@
 """Export a subnet to full-int8 TFLite, crosschecked float vs TFLite vs TFLite Micro, arena measured.
 
     res = export_int8(model, calib_x_uint8=calib.x, out_dir="out/")      # model.onnx, model_int8.tflite
-    info = inspect_tflite(res.tflite_path)                               # ops, tensors, floor
     cc = crosscheck(res.tflite_path, model, test.x, test.y, res.contract)   # raises AccuracyGateError
     arena = measure_arena(res.tflite_path)                               # exact minimum, head/tail
     report = export_subnet("runs/d/supernet", "r24-w50k3e4k3e4-...", "out/")  # the whole stage
 
-Names resolve lazily, so `from pipeline.export import inspect_tflite` does not import torch or TensorFlow.
+Names resolve lazily, so importing `pipeline.export` does not import torch or TensorFlow. The .tflite
+reader is `pipeline.tflite` (every stage reads models through it).
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ import importlib
 
 _EXPORTS = {
     "export_int8": "convert", "ExportResult": "convert", "tool_versions": "convert",
-    "inspect_tflite": "model_info", "read_tflite": "model_info", "op_name": "model_info",
-    "ModelInfo": "model_info", "OpInfo": "model_info", "TensorInfo": "model_info", "SubgraphInfo": "model_info",
     "check_tflm_int8": "checks", "op_violations": "checks", "TFLM_INT8_OPS": "checks",
     "crosscheck": "compare", "CrosscheckReport": "compare",
     "measure_arena": "arena", "ArenaReport": "arena",

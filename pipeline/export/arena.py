@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ExportError
-from .model_info import inspect_tflite
+from ..tflite.model_info import inspect_tflite
 
 PROBE = Path(__file__).with_name("_workers") / "arena_probe.py"
 _TOTAL = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")

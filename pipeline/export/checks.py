@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model_info import ModelInfo, OpInfo
+from ..tflite.model_info import ModelInfo, OpInfo
 from ..errors import ExportError, UnsupportedOpError
 
 #: Builtin ops with int8 kernels in TFLite Micro's op set (tflite-micro `micro_mutable_op_resolver.h`).

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..contract import InputContract
 from ..errors import AccuracyGateError, ExportError
-from .model_info import inspect_tflite
+from ..tflite.model_info import inspect_tflite
 
 
 @dataclass

@@ -26,7 +26,7 @@ from ..contract import InputContract
 from ..errors import ExportError, UnsupportedOpError
 from .checks import check_tflm_int8
 from .input_contract import contract_from_model, verify_contract
-from .model_info import ModelInfo, inspect_tflite
+from ..tflite.model_info import ModelInfo, inspect_tflite
 from .onnx_export import ONNX_TOLERANCE, OnnxResult, export_onnx
 
 WORKER = Path(__file__).with_name("_workers") / "onnx_to_tflite.py"

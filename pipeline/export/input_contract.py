@@ -12,7 +12,7 @@ import numpy as np
 from ..contract import InputContract
 from ..errors import ExportError
 from .compare import reference_interpreter
-from .model_info import ModelInfo
+from ..tflite.model_info import ModelInfo
 
 
 def contract_from_model(info: ModelInfo) -> InputContract:

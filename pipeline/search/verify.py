@@ -77,7 +77,7 @@ def measured_costs(export_dir: Path, board) -> Measured:
     """SRAM / flash of an exported model on `board`, from its files (see module docstring)."""
     from ..codegen.arena import plan_arena
     from ..codegen.ops import op_label
-    from ..export.model_info import read_tflite
+    from ..tflite.model_info import read_tflite
 
     report = read_json(export_dir / EXPORT_REPORT)
     host = int(report["arena"]["min_arena_bytes"])

@@ -17,7 +17,7 @@ from .._io import append_jsonl, read_json, read_jsonl, write_json
 from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError
-from ..export.model_info import ModelInfo, inspect_tflite
+from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
 from .link import open_port
 from .reference import TflmRunner

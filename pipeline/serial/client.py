@@ -34,7 +34,7 @@ class OpCycles:
 
     @property
     def op_name(self) -> str:
-        from ..export.model_info import op_name
+        from ..tflite.model_info import op_name
         return op_name(self.op_code)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..export.model_info import ModelInfo, OpInfo
+from ..tflite.model_info import ModelInfo, OpInfo
 
 DEFAULT_CORE = "cortex-m4"
 _FALLBACK_PER_MAC = {"cortex-m0plus": 11.0, "cortex-m3": 11.0, "cortex-m4": 3.7, "cortex-m7": 4.6,

@@ -13,7 +13,7 @@ import numpy as np
 from .._io import write_json
 from ..boards import Board, load_board
 from ..errors import ModelMismatchError, SerialLinkError
-from ..export.model_info import inspect_tflite
+from ..tflite.model_info import inspect_tflite
 from .checker import load_contract
 from .client import ProtocolClient
 from .link import open_port

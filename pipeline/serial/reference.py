@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
-from ..export.model_info import ModelInfo, inspect_tflite
+from ..tflite.model_info import ModelInfo, inspect_tflite
 
 
 def arena_bytes_for(model_size: int) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..boards import Board, load_board
 from ..errors import SerialLinkError
-from ..export.model_info import inspect_tflite
+from ..tflite.model_info import inspect_tflite
 from . import framing as fr
 from .latency import DEFAULT_CORE, model_op_cycles
 from .native import NativeDevice
