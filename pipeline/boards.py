@@ -15,10 +15,10 @@ from pathlib import Path
 import yaml
 
 from .errors import BoardError
+from .resources import resource_dir
 
 BOARDS_ENV = "OFA_MCU_BOARDS_DIR"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILTIN_BOARDS_DIR = _REPO_ROOT / "boards"
+BUILTIN_BOARDS_DIR = resource_dir("boards")
 SCHEMA_PATH = BUILTIN_BOARDS_DIR / "schema.json"
 
 # What the core can do; a board naming a core outside this table is refused by the schema.

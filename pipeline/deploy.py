@@ -16,9 +16,10 @@ from typing import Callable
 from . import _io
 from .boards import Board, load_board
 from .errors import ArtifactError, UsageError
+from .resources import resource_dir
 from .stages import StageLog, hash_inputs
 
-_TEMPLATES = Path(__file__).resolve().parent.parent / "firmware_templates"
+_TEMPLATES = resource_dir("firmware_templates")
 
 
 @dataclass

@@ -141,7 +141,7 @@ def test_two_process_gloo_ddp_matches_one_process(tmp_path):
     sched.write_text(json.dumps(short_schedule().to_dict()))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "pipeline.train", "--out", str(tmp_path / "ddp"), "--space", str(space),
+           "-m", "pipeline", "train", "--out", str(tmp_path / "ddp"), "--space", str(space),
            "--schedule", str(sched), "--quiet"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import jinja2
 
+from ..resources import resource_dir
 from .context import FirmwareContext
 from .cstring import c_identifier, c_string, comment_text, make_word
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "firmware_templates"
+TEMPLATES_DIR = resource_dir("firmware_templates")
 # Bare-metal start-up and linker script; the pico-sdk brings its own for the RP families.
 _BAREMETAL_DIR = "common/baremetal"
 

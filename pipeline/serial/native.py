@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..errors import ToolMissingError
+from ..resources import resource_dir
 from . import framing as fr
 
-PROTOCOL_DIR = Path(__file__).resolve().parents[2] / "firmware_templates" / "common"
+PROTOCOL_DIR = resource_dir("firmware_templates") / "common"
 PROTOCOL_C = PROTOCOL_DIR / "protocol.c"
 PROTOCOL_H = PROTOCOL_DIR / "protocol.h"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")
