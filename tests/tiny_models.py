@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.contract import InputContract
+from pipeline.tflite.converter import FULL_INT8
 
 
 def int8_tflite_from_keras(model, calib_uint8: np.ndarray, *, train: tuple[np.ndarray, np.ndarray] | None = None,
@@ -31,13 +32,7 @@ def int8_tflite_from_keras(model, calib_uint8: np.ndarray, *, train: tuple[np.nd
         for img in calib_uint8:
             yield [img[None].astype(np.float32) / 255.0]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    return conv.convert()
+    return FULL_INT8.apply(tf.lite.TFLiteConverter.from_keras_model(model), representative).convert()
 
 
 def make_tiny_int8_tflite(path: str | os.PathLike, *, resolution: int = 8, channels: int = 1,

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._io import write_bytes
 from ..supernet.space import SearchSpace, SubnetArch, layers
+from ..tflite.converter import FULL_INT8
 
 
 def reference_tflites(space: SearchSpace, archs, out_dir: str | os.PathLike, *, seed: int = 0,
@@ -89,12 +90,7 @@ def _convert(space: SearchSpace, arch: SubnetArch, path: str | os.PathLike, *, s
         for c in calib:
             yield [c[None]]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    conv = FULL_INT8.apply(tf.lite.TFLiteConverter.from_keras_model(model), representative)
     return write_bytes(path, conv.convert())
 
 

@@ -26,6 +26,7 @@ from ..contract import InputContract
 from ..errors import ExportError, UnsupportedOpError
 from .checks import check_tflm_int8
 from .input_contract import contract_from_model, verify_contract
+from ..tflite.converter import FULL_INT8
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .onnx_export import ONNX_TOLERANCE, OnnxResult, export_onnx
 
@@ -58,7 +59,7 @@ class ExportResult:
                          "parity_samples": self.onnx.num_parity_samples,
                          "node_counts": _counts(self.onnx.node_types)},
                 "tf_float_max_abs_diff_vs_onnx": self.tf_float_max_abs_diff,
-                "tflite": {"path": self.tflite_path.name, "quantization": "full int8, per-channel weights",
+                "tflite": {"path": self.tflite_path.name, "quantization": {**FULL_INT8.to_dict(), "weights": "int8 per-channel"},
                            "calibration_images": self.calib_count, "calibration_seed": self.seed},
                 "model": self.model.to_dict(),
                 "input_contract": self.contract.to_dict(), "input_contract_check": self.contract_check,
@@ -105,7 +106,8 @@ def _run_worker(onnx_path: Path, calib_f: np.ndarray, check_x: np.ndarray, check
     for name, arr in (("calib.npy", calib_f), ("check_x.npy", check_x), ("check_y.npy", check_y)):
         np.save(workdir / name, np.ascontiguousarray(arr, dtype=np.float32))
     job = {"onnx": str(onnx_path), "calib": str(workdir / "calib.npy"), "check_x": str(workdir / "check_x.npy"),
-           "check_y": str(workdir / "check_y.npy"), "out": str(out_path), "result": str(workdir / "result.json")}
+           "check_y": str(workdir / "check_y.npy"), "out": str(out_path), "result": str(workdir / "result.json"),
+           "quantization": FULL_INT8.to_dict()}
     (workdir / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
     log = workdir / "convert.log"

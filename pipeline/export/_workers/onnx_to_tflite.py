@@ -6,7 +6,7 @@ and TensorFlow's global state stays out of the caller. Reads one JSON job file, 
 JSON result (`ok`, `stage`, `error`, `tf_float_max_abs_diff`, timings).
 
 job: {"onnx": path, "calib": .npy float32 NHWC, "check_x": .npy float32 NHWC, "check_y": .npy ONNX
-outputs for check_x, "out": .tflite path, "result": .json path}
+outputs for check_x, "out": .tflite path, "result": .json path, "quantization": QuantizationConfig dict}
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ def main(job_path: str) -> int:
         import tensorflow as tf
         import onnx2tf
 
+        from pipeline.tflite.converter import QuantizationConfig
+
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         result["timings_s"]["import"] = time.perf_counter() - t0
@@ -67,18 +69,12 @@ def main(job_path: str) -> int:
         fn = tf.function(lambda x: model(x, training=False),
                          input_signature=[tf.TensorSpec(model.inputs[0].shape, tf.float32)])
         conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
         def representative():
             for x in calib:
                 yield [x[None].astype(np.float32)]
 
-        conv.representative_dataset = representative
-        # Int8 builtins only: an op without an int8 kernel fails here instead of slipping in as Flex.
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        data = conv.convert()
+        data = QuantizationConfig.from_dict(job.get("quantization", {})).apply(conv, representative).convert()
         result["timings_s"]["quantize"] = time.perf_counter() - t
         tmp = job["out"] + ".tmp"
         with open(tmp, "wb") as f:
