@@ -177,6 +177,28 @@ class FrameDecoder:
             start = z + 1
 
 
+def printable(text: str) -> str:
+    """A device-provided string made safe to print and store: control characters (terminal escape codes,
+    newlines) and other non-printables become `\\xNN` / `\\uNNNN` escapes; the rest is kept."""
+    return "".join(c if c.isprintable() and c != "\\" else (c.encode("unicode_escape").decode("ascii")
+                                                            if c != "\\" else "\\\\") for c in text)
+
+
+def check_info(info: "DeviceInfo") -> None:
+    """Refuse INFO values the protocol does not allow (docs/PROTOCOL.md): raises ValueError naming the field."""
+    import math
+
+    if not MIN_MAX_PAYLOAD <= info.max_payload <= MAX_MAX_PAYLOAD:
+        raise ValueError(f"max_payload {info.max_payload} is outside the protocol's {MIN_MAX_PAYLOAD}.."
+                         f"{MAX_MAX_PAYLOAD}")
+    for name in ("input_scale", "output_scale"):
+        v = getattr(info, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} {v!r} is not a positive finite number")
+    if info.input_bytes == 0 or info.output_bytes == 0:
+        raise ValueError(f"input/output of {info.input_bytes}/{info.output_bytes} bytes")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """What a device says about itself in INFO / BOOT frames."""
@@ -238,7 +260,7 @@ class DeviceInfo:
             if pos >= len(payload) or pos + 1 + payload[pos] > len(payload):
                 raise ValueError("INFO payload strings are truncated")
             n = payload[pos]
-            strings.append(payload[pos + 1:pos + 1 + n].decode("utf-8", "replace"))
+            strings.append(printable(payload[pos + 1:pos + 1 + n].decode("utf-8", "replace")))
             pos += 1 + n
         return cls(ver, flags, max(1, window), max_payload, mhash.hex(),
                    DTYPE_NAMES.get(in_dt, f"type{in_dt}"), (d0, d1, d2, d3)[:min(rank, 4)], in_bytes,
