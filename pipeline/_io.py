@@ -155,6 +155,9 @@ def read_text_file(path: str | os.PathLike, *, what: str, max_bytes: int = MAX_T
     return text
 
 
+_HELD_LOCKS: set[str] = set()
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
     """Hold an exclusive lock on `folder` (a `.ofa-mcu.lock` file in it) for the block; a second process
@@ -166,6 +169,10 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / ".ofa-mcu.lock"
+    key = str(path.resolve())
+    if key in _HELD_LOCKS:  # this process holds it already (deploy runs check in its own folder)
+        yield
+        return
     f = open(path, "a+", encoding="utf-8")
     try:
         try:
@@ -179,6 +186,10 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
         f.truncate()
         f.write(f"pid {os.getpid()} ({what})")
         f.flush()
-        yield
+        _HELD_LOCKS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_LOCKS.discard(key)
     finally:
         f.close()

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if module is None:
             raise NotBuiltError(f"`ofa-mcu {known.command}` is not built yet in this version",
                                 hint="see README.md for the stages that are available")
+        from .validate import check_args
+        check_args(known.command, args)
         return int(module.run(args) or 0)
     except OfaMcuError as e:
         if args.verbose:
@@ -108,6 +110,23 @@ def main(argv: list[str] | None = None) -> int:
         if e.hint:
             print(textwrap.fill(f"hint: {e.hint}", width=100, subsequent_indent="      "), file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a disk full, a permission, a vanished file: no traceback, name the path
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        print("hint: check the path, its permissions and the free disk space (--verbose shows where)",
+              file=sys.stderr)
+        return 11
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback only with --verbose
+        if args.verbose:
+            raise
+        print(f"error: unexpected {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+              file=sys.stderr)
+        print("hint: this is a bug in ofa-mcu; run again with --verbose for the traceback and report it",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130
