@@ -67,9 +67,11 @@ def check_number(dest: str, value) -> None:
     below = low is not None and (value < low if low_inclusive else value <= low)
     above = high is not None and (value >= high if dest in OPEN_HIGH else value > high)
     if below or above:
-        lo = "" if low is None else (f">= {low:g}" if low_inclusive else f"> {low:g}")
-        hi = "" if high is None else (f"< {high:g}" if dest in OPEN_HIGH else f"<= {high:g}")
-        raise UsageError(f"{opt} must be {' and '.join(p for p in (lo, hi) if p)}, got {value:g}")
+        def fmt(v) -> str:
+            return str(int(v)) if kind == "int" else f"{v:g}"
+        lo = "" if low is None else (f">= {fmt(low)}" if low_inclusive else f"> {fmt(low)}")
+        hi = "" if high is None else (f"< {fmt(high)}" if dest in OPEN_HIGH else f"<= {fmt(high)}")
+        raise UsageError(f"{opt} must be {' and '.join(p for p in (lo, hi) if p)}, got {fmt(value)}")
 
 
 def check_input_file(opt: str, path: str, what: str) -> None:
@@ -100,24 +102,45 @@ def _existing_ancestor(p: Path) -> Path:
     return p
 
 
+def _short(path) -> str:
+    text = str(path)
+    return text if len(text) <= 160 else text[:80] + f"...({len(text)} characters)..." + text[-40:]
+
+
 def check_output(opt: str, path: str, *, is_file: bool) -> None:
-    """The output folder (or file) can be created or written: not an existing file where a folder is
-    wanted (or the reverse), and its nearest existing parent is a writable folder."""
+    try:
+        _check_output(opt, path, is_file=is_file)
+    except OSError as e:  # a name too long, a loop of symlinks: the path itself is unusable
+        raise UsageError(f"{opt} {_short(path)}: unusable path ({e.strerror or e})",
+                         hint="choose a shorter, plain path") from None
+
+
+def _check_output(opt: str, path: str, *, is_file: bool) -> None:
+    """The output folder (or file) can be written: not an existing file where a folder is wanted (or
+    the reverse), and a file can really be created there (the folder is created now; as root, permission
+    bits say nothing, so this tries)."""
+    import tempfile
+
+    if not str(path).strip():
+        raise UsageError(f"{opt} is empty", hint="name a folder, e.g. --out runs/NAME")
     p = Path(path)
     if is_file and p.is_dir():
         raise UsageError(f"{opt} {path}: is a folder; this option names a file", hint="e.g. --out result.json")
     if not is_file and p.exists() and not p.is_dir():
         raise UsageError(f"{opt} {path}: exists and is a file, not a folder",
                          hint="choose a folder name (it is created if missing)")
-    base = _existing_ancestor(p if not is_file else p.parent)
+    folder = p.parent if is_file else p
+    base = _existing_ancestor(folder)
     if not base.is_dir():
         raise UsageError(f"{opt} {path}: {base} is a file, so nothing can be created below it",
                          hint="choose another path")
-    target = p if (p.exists() and not is_file) else base
-    if is_file and p.exists():
-        target = p
-    if not os.access(target, os.W_OK) or (target.is_dir() and not os.access(target, os.X_OK)):
-        raise UsageError(f"{opt} {path}: {target} is not writable", hint="choose a writable location")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"{opt} {_short(path)}: cannot write there ({e.strerror or e})",
+                         hint="choose a writable location") from None
 
 
 def check_args(command: str, args) -> None:

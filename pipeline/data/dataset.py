@@ -204,7 +204,10 @@ def _load_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
                     im.load()
                     m = "L" if im.mode in ("L", "1", "I;16", "I", "LA", "P") and _is_gray(im) else "RGB"
                     arr = np.asarray(im.convert(m))
-            except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
+            except Image.DecompressionBombError as e:  # Pillow's guard fires in open(), before our check
+                raise DataError(f"{p}: image too large for a dataset image ({e})",
+                                hint="resize the images to the model's resolution first (e.g. 96x96)") from None
+            except (UnidentifiedImageError, OSError, SyntaxError) as e:
                 raise DataError(f"{p}: corrupt or unreadable image ({e.__class__.__name__})",
                                 hint="remove or replace that file") from None
             if size is None:

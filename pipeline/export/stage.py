@@ -92,6 +92,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
     if not supernet_dir.is_dir():
         raise ArtifactError(f"{supernet_dir}: supernet directory not found",
                             hint="train one with `ofa-mcu train` and pass runs/NAME/supernet")
+    arch = parse_arch(arch)  # a malformed arch is refused before the supernet is even loaded
     supernet = load_supernet(supernet_dir)
     arch = parse_arch(arch, supernet.space)
     spec, data_seed, trained_fp = _dataset_spec(supernet_dir, data_spec)

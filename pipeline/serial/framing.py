@@ -10,6 +10,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ..errors import printable
+
 VERSION = 1
 HEADER_SIZE = 5
 CRC_SIZE = 4
@@ -175,13 +177,6 @@ class FrameDecoder:
             self._buf.clear()
             self._overflow = False
             start = z + 1
-
-
-def printable(text: str) -> str:
-    """A device-provided string made safe to print and store: control characters (terminal escape codes,
-    newlines) and other non-printables become `\\xNN` / `\\uNNNN` escapes; the rest is kept."""
-    return "".join(c if c.isprintable() and c != "\\" else (c.encode("unicode_escape").decode("ascii")
-                                                            if c != "\\" else "\\\\") for c in text)
 
 
 def check_info(info: "DeviceInfo") -> None:
