@@ -11,7 +11,7 @@ import os
 import sys
 import textwrap
 
-from .errors import NotBuiltError, OfaMcuError
+from .errors import NotBuiltError, OfaMcuError, printable
 
 # name -> (one-line help, example)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -99,15 +99,38 @@ def main(argv: list[str] | None = None) -> int:
         if module is None:
             raise NotBuiltError(f"`ofa-mcu {known.command}` is not built yet in this version",
                                 hint="see README.md for the stages that are available")
+        from .validate import check_args
+        check_args(known.command, args)
         return int(module.run(args) or 0)
     except OfaMcuError as e:
         if args.verbose:
             import traceback
             traceback.print_exc()
-        print(f"error: {e.message}", file=sys.stderr)
+        # One line: a file name or device string inside the message cannot clear the screen or add lines.
+        first, *detail = str(e.message).splitlines() or [""]
+        print(f"error: {printable(first)}", file=sys.stderr)
+        for line in detail:  # a tool's output tail: kept as lines, each escaped
+            print(f"  | {printable(line)}", file=sys.stderr)
         if e.hint:
-            print(textwrap.fill(f"hint: {e.hint}", width=100, subsequent_indent="      "), file=sys.stderr)
+            print(textwrap.fill(f"hint: {printable(e.hint)}", width=100, subsequent_indent="      "),
+                  file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a disk full, a permission, a vanished file: no traceback, name the path
+        if args.verbose:
+            import traceback
+            traceback.print_exc()
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"error: {printable(where)}{printable(e.strerror or e)}", file=sys.stderr)
+        print("hint: check the path, its permissions and the free disk space (--verbose shows where)",
+              file=sys.stderr)
+        return 11
+    except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback only with --verbose
+        if args.verbose:
+            raise
+        print(f"error: unexpected {e.__class__.__name__}: {printable(str(e))[:500]}", file=sys.stderr)
+        print("hint: this is a bug in ofa-mcu; run again with --verbose for the traceback and report it",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
         return 130

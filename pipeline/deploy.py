@@ -66,12 +66,19 @@ def _tool_status(board: Board, port: str) -> dict[str, str | None]:
 
 
 def deploy(opts: DeployOptions) -> dict:
-    """Run the whole chain for one board; return the report dict (also written as report.json/.md)."""
-    echo = _echo(opts)
+    """Run the whole chain for one board; return the report dict (also written as report.json/.md).
+    One deploy at a time per board folder: a second one is refused (folder_lock), not interleaved."""
+    from ._io import folder_lock
+
     board = load_board(opts.board)
+    board_dir = Path(opts.run_dir) / "boards" / board.id
+    with folder_lock(board_dir, "deploy"):
+        return _deploy_locked(opts, board, board_dir)
+
+
+def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
+    echo = _echo(opts)
     run_dir = Path(opts.run_dir)
-    board_dir = run_dir / "boards" / board.id
-    board_dir.mkdir(parents=True, exist_ok=True)
     stages = StageLog(board_dir)
 
     supernet_dir = _supernet(opts, run_dir, echo)

@@ -6,6 +6,21 @@ class's `exit_code`. The codes are documented in README.md; keep the two in step
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """Text from outside (a device, a file name, a board id) made safe to print and store: control
+    characters (terminal escape codes, newlines) and other non-printables become `\\xNN` / `\\uNNNN`
+    escapes, a backslash is doubled; everything else is kept."""
+    out = []
+    for c in str(text):
+        if c == "\\":
+            out.append("\\\\")
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(c.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 class OfaMcuError(Exception):
     exit_code = 1
     default_hint = ""

@@ -70,3 +70,41 @@ def trained_supernet_dir(tmp_path_factory) -> Path:
 
     torch.set_num_threads(1)
     return train_tiny_supernet(tmp_path_factory.mktemp("tiny_run"))
+
+
+# -- one closing line that says what was skipped and how to enable it (make test on a bare machine) --
+SKIP_HOWTO = (  # (words in the skip reason, what is missing, how to get it); first match wins
+    (("TFLM_DIR",), "TFLM_DIR", "export TFLM_DIR=<tflite-micro tree>; `make -C fw tflm` prints how"),
+    (("arm-none-eabi",), "arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"),
+    (("qemu",), "qemu-system-arm", "apt-get install qemu-system-arm"),
+    (("chromium",), "chromium", "apt-get install chromium"),
+    (("C compiler", "C++ compiler", "host C"), "a host C/C++ compiler", "apt-get install gcc g++"),
+    (("PICO_SDK_PATH",), "PICO_SDK_PATH", "export PICO_SDK_PATH=<pico-sdk>"),
+)
+
+
+def skip_groups(reasons: list[str]) -> list[tuple[str, str, int]]:
+    """Group skip reasons by the missing tool: [(tool, how to enable, count)], largest first."""
+    counts: dict[tuple[str, str], int] = {}
+    for reason in reasons:
+        key = next(((tool, how) for words, tool, how in SKIP_HOWTO if any(w in reason for w in words)),
+                   (reason.removeprefix("Skipped: ").strip(), ""))
+        counts[key] = counts.get(key, 0) + 1
+    return sorted(((t, h, n) for (t, h), n in counts.items()), key=lambda g: -g[2])
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    reasons = config._ofa_skip_reasons = []  # noqa: SLF001 - printed last, in pytest_unconfigure
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)
+        reasons.append(str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr))
+
+
+def pytest_unconfigure(config):
+    """After pytest's own `N passed, M skipped` line, so the run ends with it."""
+    reasons = getattr(config, "_ofa_skip_reasons", None)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if not reasons or reporter is None:
+        return
+    parts = [f"{n} need {tool}" + (f" ({how})" if how else "") for tool, how, n in skip_groups(reasons)]
+    reporter.write_line(f"skipped {len(reasons)}: " + "; ".join(parts))

@@ -151,11 +151,13 @@ def test_killed_check_resumes_without_resending(models, host_truth, tmp_path):
     assert rep["virtual_board"]["stats"]["invokes"] == remaining  # no finished sample is run again
     assert rep["samples"] == host_truth["n"] and rep["accuracy"]["device_top1"] == host_truth["top1"]
     assert rep["agreement"]["exact_logits"] == 1.0
-    # a different model in the same folder starts afresh, keeping the old log aside
+    # a different model in the same folder starts afresh, keeping the old log and report under checks/
     msgs = []
     check("sim", models["b"], "builtin:digits", out_dir=out, limit=5, timeout_s=TIMEOUT, sim_options=_sim(),
           log=msgs.append, gate=0.0)
-    assert any("starting fresh" in m for m in msgs) and (out / "check.jsonl.old").exists()
+    kept = list(out.glob("checks/*/check.jsonl"))
+    assert any("kept in checks/" in m for m in msgs) and len(kept) == 1
+    assert len([r for r in read_jsonl(kept[0]) if r.get("kind") == "sample"]) == host_truth["n"]
     assert len(_samples(out)) == 5
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,20 +11,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", help="export_report.json (default: the one beside the model, if any)")
     p.add_argument("--labels", help="text file with one class label per line (default: 0..N-1)")
     p.add_argument("--app-name", default="ofa_mcu_app", help="C identifier naming the application")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite files in --out that ofa-mcu did not generate (e.g. your own Makefile)")
+    p.add_argument("--ignore-budget", action="store_true",
+                   help="generate even when the arena or model exceeds the board's usable SRAM / flash")
 
 
 def run(args) -> int:
     from ..errors import UsageError
     from ..codegen import generate_firmware
 
+    from .._io import read_text_file
+
     labels = None
     if args.labels:
-        try:
-            labels = Path(args.labels).read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise UsageError(f"{args.labels}: labels file not found") from None
+        labels = read_text_file(args.labels, what="labels file", max_bytes=4 << 20, error=UsageError).splitlines()
     out = generate_firmware(args.model, args.board, args.out, report=args.report, labels=labels,
-                            app_name=args.app_name)
+                            app_name=args.app_name, force=args.force, ignore_budget=args.ignore_budget)
     from .._io import read_json
     m = read_json(out / "firmware.json")
     print(f"codegen: {out} for {m['board']}: {len(m['ops'])} ops ({', '.join(m['ops'])}), arena "

@@ -176,6 +176,9 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, names or [str(i) for i in range(k)]
 
 
+MAX_IMAGE_PIXELS = 4096 * 4096  # far above any MCU model's input; Pillow's own bomb guard is at 179 M
+
+
 def _load_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from PIL import Image, UnidentifiedImageError
 
@@ -194,9 +197,16 @@ def _load_folder(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         for p in files:
             try:
                 with Image.open(p) as im:
+                    if im.width * im.height > MAX_IMAGE_PIXELS:  # before decoding a byte of it
+                        raise DataError(f"{p}: image of {im.width}x{im.height} pixels, more than the "
+                                        f"{MAX_IMAGE_PIXELS:,} a folder dataset image may have",
+                                        hint="resize the images to the model's resolution first (e.g. 96x96)")
                     im.load()
                     m = "L" if im.mode in ("L", "1", "I;16", "I", "LA", "P") and _is_gray(im) else "RGB"
                     arr = np.asarray(im.convert(m))
+            except Image.DecompressionBombError as e:  # Pillow's guard fires in open(), before our check
+                raise DataError(f"{p}: image too large for a dataset image ({e})",
+                                hint="resize the images to the model's resolution first (e.g. 96x96)") from None
             except (UnidentifiedImageError, OSError, SyntaxError) as e:
                 raise DataError(f"{p}: corrupt or unreadable image ({e.__class__.__name__})",
                                 hint="remove or replace that file") from None

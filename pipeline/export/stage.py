@@ -19,6 +19,23 @@ from .convert import export_int8
 from .compare import crosscheck
 
 REPORT_NAME = "export_report.json"
+EXPORT_DEFAULTS = {"data_spec": None, "seed": 0, "max_drop_points": 2.0, "num_calib": 200, "opset": 13}
+
+
+def export_key(supernet_dir: str | os.PathLike, arch, **settings) -> str:
+    """What an export depends on, hashed: the supernet's weights and space, the arch, the export settings.
+
+    A cached export is reused only under the same key, so retraining (new weights.pt) or another
+    calibration / opset / seed exports again; the arch id alone would hand back a stale model. Settings
+    that do not change the model (progress callbacks) are ignored."""
+    import hashlib
+    import json
+
+    d = Path(supernet_dir)
+    key = {"weights_sha256": sha256_file(d / "weights.pt") if (d / "weights.pt").is_file() else None,
+           "space_sha256": sha256_file(d / "space.json") if (d / "space.json").is_file() else None,
+           "arch": str(arch), **{k: settings.get(k, v) for k, v in EXPORT_DEFAULTS.items()}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def parse_arch(text_or_arch, space=None):
@@ -75,6 +92,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
     if not supernet_dir.is_dir():
         raise ArtifactError(f"{supernet_dir}: supernet directory not found",
                             hint="train one with `ofa-mcu train` and pass runs/NAME/supernet")
+    arch = parse_arch(arch)  # a malformed arch is refused before the supernet is even loaded
     supernet = load_supernet(supernet_dir)
     arch = parse_arch(arch, supernet.space)
     spec, data_seed, trained_fp = _dataset_spec(supernet_dir, data_spec)
@@ -110,6 +128,8 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
     timings = dict(res.timings_s, arena=t_arena, crosscheck=t_cc, stage_total=time.perf_counter() - t0)
     report = {
         "passed": cc.passed,
+        "cache_key": export_key(supernet_dir, arch, data_spec=data_spec, seed=seed,
+                                max_drop_points=max_drop_points, num_calib=num_calib, opset=opset),
         "arch": arch.to_dict(),
         "data": {"spec": spec, "seed": data_seed, "fingerprint": ds.fingerprint(),
                  "trained_on_fingerprint": trained_fp, "calibration_split": len(calib),

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import _io
 from ..boards import Board
+from .escape import md_code, md_text
 
 
 def _png(fig) -> bytes:
@@ -101,8 +102,8 @@ def write_deploy_report(board: Board, supernet_dir: Path, board_dir: Path, *, mi
 def _markdown(r: dict, board: Board) -> str:
     m, b, mg = r.get("measured") or {}, r.get("budget") or {}, r.get("margins") or {}
     p = r.get("predicted") or {}
-    lines = [f"# Deploy report: {board.name} (`{board.id}`)", "",
-             f"Subnet `{r['arch']}` from `{r['supernet']}`.", "",
+    lines = [f"# Deploy report: {md_text(board.name)} ({md_code(board.id)})", "",
+             f"Subnet {md_code(r['arch'])} from {md_code(r['supernet'])}.", "",
              "| figure | value | kind |", "|---|---|---|"]
 
     def row(name, value, kind):
@@ -120,7 +121,7 @@ def _markdown(r: dict, board: Board) -> str:
             f"{b.get('flash_bytes', 0) / 1024:.1f} KiB (margin {mg.get('flash_bytes', 0) / 1024:.1f})", "measured")
     lat = (p.get("costs") or {}).get("latency_ms")
     if isinstance(lat, (int, float)):
-        row("latency", f"{lat:.2f} ms at {board.clock_mhz:g} MHz", "estimated (cost model)")
+        row("latency", f"{lat:.2f} ms at {float(board.clock_mhz):g} MHz", "estimated (cost model)")
     c = r.get("check")
     if c:
         where = "measured (virtual board)" if c["latency"]["simulated"] else "measured"
@@ -134,10 +135,10 @@ def _markdown(r: dict, board: Board) -> str:
                 "estimated (cost model, virtual board)" if c["latency"]["simulated"] else f"measured ({c['latency']['source']})")
     lines += ["", "## Stages", ""]
     for k, v in r["stages"].items():
-        lines.append(f"- **{k}**: {v.get('line') or ''} ({v.get('seconds', 0)} s)")
+        lines.append(f"- **{md_text(k)}**: {md_text(v.get('line') or '')} ({v.get('seconds', 0)} s)")
     for k, v in r["skipped"].items():
-        lines.append(f"- **{k}**: skipped: {v}")
+        lines.append(f"- **{md_text(k)}**: skipped: {md_text(v)}")
     if r["plots"]:
-        lines += ["", "## Plots", ""] + [f"![{k}]({v})" for k, v in r["plots"].items()]
-    lines += ["", f"Firmware project: `{r['firmware']}` (see its README.md to build, flash and check).", ""]
+        lines += ["", "## Plots", ""] + [f"![{md_text(k)}]({md_text(v)})" for k, v in r["plots"].items()]
+    lines += ["", f"Firmware project: {md_code(r['firmware'])} (see its README.md to build, flash and check).", ""]
     return "\n".join(lines)

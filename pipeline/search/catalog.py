@@ -90,8 +90,10 @@ def catalog_data(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path
 def catalog_markdown(data: dict) -> str:
     """A table an engineer can paste into a wiki."""
     lat = data.get("latency_ms")
+    from ..report.escape import md_code, md_text
+
     lines = [f"# ofa-mcu catalog", "",
-             f"Supernet `{data['supernet']}`" + (f", latency budget {lat:g} ms" if lat else "")
+             f"Supernet {md_code(data['supernet'])}" + (f", latency budget {lat:g} ms" if lat else "")
              + ". SRAM is the firmware's tensor arena plus app buffers; flash is model + TFLite Micro "
                "runtime + app code; both measured on the exported model. Latency is predicted by the "
                "cost model. Accuracy: int8 TFLite Micro on the test split (predicted: holdout).", "",
@@ -101,12 +103,12 @@ def catalog_markdown(data: dict) -> str:
     for r in data["boards"]:
         core = f"{r['core'].replace('cortex-m0plus', 'M0+').replace('cortex-m', 'M')} @ {r['clock_mhz']:g} MHz"
         if not r.get("fits"):
-            lines.append(f"| {r['board']} | {core} | no fit: {r.get('error', '')} | | | | | | |")
+            lines.append(f"| {md_text(r['board'])} | {core} | no fit: {md_text(r.get('error', ''))} | | | | | | |")
             continue
         m, p, b = r["measured"], r["predicted"], r["budget"]
         acc = "-" if m.get("int8_acc") is None else f"{100 * m['int8_acc']:.2f}%"
         lines.append(
-            f"| {r['board']} | {core} | `{r['arch']}` | {acc} | {100 * p['holdout_acc']:.2f}% | "
+            f"| {md_text(r['board'])} | {core} | {md_code(r['arch'])} | {acc} | {100 * p['holdout_acc']:.2f}% | "
             f"{_kib(m['sram_bytes'])} / {_kib(b['sram_bytes'])} | {_kib(m['flash_bytes'])} / "
             f"{_kib(b['flash_bytes'])} | {p['latency_ms']:.1f} | {p['macs'] / 1e6:.2f} M |")
     lines += ["", f"{data['distinct_archs']} distinct archs over {len(data['boards'])} boards; "

@@ -91,13 +91,16 @@ def measured_costs(export_dir: Path, board) -> Measured:
 
 def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callable | None,
             **export_kwargs) -> Path:
-    """Export `arch` into `cache/<id>` unless a passed export of the same arch is already there."""
+    """Export `arch` into `cache/<id>` unless a passed export with the same key (weights, space, arch,
+    export settings: `export_key`) is already there; a stale one (retrained supernet) is replaced."""
+    from ..export.stage import export_key
+
     d = Path(cache).resolve() / str(arch)   # absolute: the conversion worker runs elsewhere
     supernet_dir = Path(supernet_dir).resolve()
     rep = d / EXPORT_REPORT
     if rep.exists() and (d / "model_int8.tflite").exists():
         r = read_json(rep)
-        if r.get("passed") and SubnetArch.from_dict(r["arch"]) == arch:
+        if r.get("passed") and r.get("cache_key") == export_key(supernet_dir, arch, **export_kwargs):
             return d
     if export_fn is None:
         from ..export import export_subnet as export_fn

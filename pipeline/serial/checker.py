@@ -1,7 +1,9 @@
 """On-board accuracy check: send the test split through the input contract, compare with host TFLM.
 
 Every sample's result is appended to check.jsonl as it arrives; a rerun with the same model and data
-skips finished samples. The report (check_report.json) gives on-device top-1, agreement with the host
+skips finished samples. The log and report at the top of the output folder belong to the model checked
+last; checking another model there first moves them to `checks/<model hash16>-<data>/` (and brings that
+model's earlier ones back), so no result is ever overwritten. One check at a time per folder (a lock). The report (check_report.json) gives on-device top-1, agreement with the host
 int8 result (argmax and exact logits), latency (cycles -> ms), throughput, link retries and errors.
 """
 from __future__ import annotations
@@ -13,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import append_jsonl, read_json, read_jsonl, write_json
+from .._io import append_jsonl, folder_lock, read_json, read_jsonl, write_json
 from ..boards import Board, load_board
 from ..contract import InputContract
-from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError
+from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError, SerialLinkError
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
 from .link import open_port
@@ -24,6 +26,18 @@ from .reference import TflmRunner
 
 LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
 KEEP_LOGITS = 256  # logits up to this many classes are kept in the log
+
+
+def require_int8_classifier(model_path, model: ModelInfo, num_classes: int | None = None) -> None:
+    """Refuse, before anything is sent or written, a model the check cannot judge: float or int16 tensors,
+    or an output that does not give one logit per class of the dataset."""
+    if model.input.dtype != "INT8" or model.output.dtype != "INT8":
+        raise ArtifactError(f"{model_path}: input/output are {model.input.dtype.lower()}/"
+                            f"{model.output.dtype.lower()}; the serial check needs a full-int8 model",
+                            hint="export with `ofa-mcu export` (full-int8 input and output)")
+    if num_classes is not None and model.output.num_elements != num_classes:
+        raise DataError(f"{model_path}: the model has {model.output.num_elements} outputs but the dataset has "
+                        f"{num_classes} classes", hint="check the model against the dataset it was trained on")
 
 
 def load_contract(model_path: str | os.PathLike, model: ModelInfo) -> InputContract:
@@ -70,6 +84,7 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
 
     model_path = Path(model_path)
     model = inspect_tflite(model_path)
+    require_int8_classifier(model_path, model)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or (board.serial_baud if board else 115200)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent
@@ -81,10 +96,18 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
     if ds.channels != contract.channels:
         raise DataError(f"{data_spec} has {ds.channels} channel(s) but the model takes {contract.channels}",
                         hint="use the dataset the model was trained on (e.g. builtin:digits-rgb for 3 channels)")
+    require_int8_classifier(model_path, model, ds.num_classes)
     split = ds.split("test", resolution=contract.height)
     n = len(split) if limit is None else min(int(limit), len(split))
     fingerprint = ds.fingerprint()
+    with folder_lock(out_dir, "check"):
+        return _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, contract, out_dir,
+                           baud, board, gate, seed, timeout_s, retries, sim_options, progress, log)
 
+
+def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, contract, out_dir, baud, board,
+                gate, seed, timeout_s, retries, sim_options, progress, log) -> dict:
+    ref = TflmRunner(model_path, model)  # refuses ops TFLM lacks before anything is written
     log_path = out_dir / LOG_NAME
     done = _resume(log_path, model, data_spec, fingerprint, log)
     if not log_path.exists():
@@ -93,7 +116,6 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
                                 "split": "test", "resolution": contract.height})
     todo = [i for i in range(n) if i not in done]
 
-    ref = TflmRunner(model_path, model)
     own_port = isinstance(port, str)
     ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
     client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
@@ -111,6 +133,10 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
         if info.input_bytes != int(np.prod(contract.shape)) or info.input_dtype != contract.input_dtype:
             raise ModelMismatchError(f"the device expects {info.input_bytes} {info.input_dtype} input bytes, "
                                      f"the contract gives {int(np.prod(contract.shape))} {contract.input_dtype}")
+        if info.output_bytes != model.output.nbytes or info.output_dtype != model.output.dtype.lower():
+            raise ModelMismatchError(f"the device announces a {info.output_bytes}-byte {info.output_dtype} "
+                                     f"output, the model has {model.output.nbytes} {model.output.dtype.lower()} bytes",
+                                     hint="the firmware is corrupt or was built from another model; rebuild and flash it")
         if todo:
             log(f"check: {len(todo)} of {n} samples to send" + (f" ({len(done)} already in {log_path})"
                                                                  if done else ""))
@@ -159,20 +185,41 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
     return report
 
 
+def archive_dir(out_dir: Path, model_sha256: str, data_fingerprint: str) -> Path:
+    """Where the log and report of one (model, data) pair are kept while another pair is checked."""
+    import hashlib
+
+    data = hashlib.sha256(str(data_fingerprint).encode()).hexdigest()[:8]
+    return out_dir / "checks" / f"{str(model_sha256)[:16]}-{data}"
+
+
+def _swap(src_dir: Path, dst_dir: Path) -> None:
+    """Move check.jsonl and check_report.json from src_dir to dst_dir (atomic renames, same file system)."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for name in (LOG_NAME, REPORT_NAME):
+        if (src_dir / name).exists():
+            os.replace(src_dir / name, dst_dir / name)
+
+
 def _resume(log_path: Path, model: ModelInfo, data_spec: str, fingerprint: str, log) -> dict[int, dict]:
+    out_dir = log_path.parent
     recs = read_jsonl(log_path)
+    head = recs[0] if recs and recs[0].get("kind") == "header" else {}
+    if recs and not (head.get("model_sha256") == model.sha256 and head.get("data_fingerprint") == fingerprint):
+        # Another model's (or data's) results: keep them under checks/, never overwrite them.
+        keep = archive_dir(out_dir, head.get("model_sha256", "unknown"), head.get("data_fingerprint", ""))
+        _swap(out_dir, keep)
+        why = ("another model" if head.get("model_sha256") != model.sha256 else "other data")
+        log(f"check: {log_path} was written for {why} ({str(head.get('model_sha256', '?'))[:16]} / "
+            f"{head.get('data', '?')}); kept in {keep.relative_to(out_dir)}/")
+        recs = []
     if not recs:
-        return {}
-    head = recs[0] if recs[0].get("kind") == "header" else {}
-    if head.get("model_sha256") == model.sha256 and head.get("data_fingerprint") == fingerprint:
-        return {r["i"]: r for r in recs[1:] if r.get("kind") == "sample"}
-    old = log_path.with_name(log_path.name + ".old")
-    os.replace(log_path, old)
-    why = ("another model" if head.get("model_sha256") != model.sha256 else "other data")
-    log(f"check: {log_path} was written for {why} "
-        f"({str(head.get('model_sha256', '?'))[:16]} / {head.get('data', '?')}); starting fresh, old log "
-        f"moved to {old.name}")
-    return {}
+        mine = archive_dir(out_dir, model.sha256, fingerprint)
+        if (mine / LOG_NAME).exists():  # this model was checked here before: pick up where it stopped
+            _swap(mine, out_dir)
+            log(f"check: resuming this model's earlier log from {mine.relative_to(out_dir)}/")
+            recs = read_jsonl(log_path)
+    return {r["i"]: r for r in recs[1:] if r.get("kind") == "sample"} if recs else {}
 
 
 def _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,

@@ -49,10 +49,60 @@ class LinkStats:
     retries: int = 0  # request frames sent again
     timeouts: int = 0
     resets: int = 0  # device resets recovered from
+    rechunks: int = 0  # input transfers restarted with smaller frames (the line got noisier)
+    chunk_bytes: dict = field(default_factory=dict)  # SET_INPUT frame size -> transfers sent at it
     requests: dict = field(default_factory=dict)  # request type name -> first transmissions
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+class _Rechunk(Exception):
+    """Internal: restart the current input transfer with smaller frames."""
+
+
+REPLY_BYTES = 17  # an ACK on the wire (5 payload + 9 header/CRC + COBS + delimiter): it can be hit too
+CHUNK_SIZES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65531)
+
+
+class LineNoise:
+    """Measured byte error rate of the line, from SET_INPUT frames sent and acknowledged, and the frame
+    size and window it calls for. Counts decay (half-life ~64 frames) so the estimate follows a line that
+    changes; a prior of 16 clean full-size frames keeps one unlucky frame from shrinking everything.
+
+    A frame and its ACK, `n` wire bytes in all, arrive intact with probability (1-p)^n at byte error rate
+    p; a chunk of c bytes costs c + 12 wire bytes, so the goodput per wire byte is
+    c (1-p)^(c+12+17) / (c+12): the chosen size maximises it (about 1/p bytes for small p)."""
+
+    DECAY = 0.989
+
+    def __init__(self):
+        self.tries, self.oks, self.bytes = 16.0, 16.0, 16.0 * (fr.encoded_size(fr.DEFAULT_MAX_PAYLOAD) + REPLY_BYTES)
+
+    def note(self, wire_bytes: int, ok: bool) -> None:
+        d = self.DECAY
+        self.tries = self.tries * d + 1
+        self.oks = self.oks * d + ok
+        self.bytes = self.bytes * d + wire_bytes + REPLY_BYTES
+
+    @property
+    def byte_error_rate(self) -> float:
+        success = max(self.oks, 0.5) / self.tries
+        return 1.0 - success ** (self.tries / self.bytes)
+
+    def chunk_bytes(self, device_max: int) -> int:
+        p = self.byte_error_rate
+        if p < 1e-5:
+            return device_max
+        def goodput(c: int) -> float:
+            return c * (1 - p) ** (c + 12 + REPLY_BYTES) / (c + 12)
+        sizes = [c for c in CHUNK_SIZES if c < device_max] + [device_max]
+        return max(sizes, key=goodput)
+
+    def window(self, device_window: int) -> int:
+        """Fewer frames in flight on a line that loses most of them: each silence resends the whole window."""
+        p = self.byte_error_rate
+        return device_window if p < 2e-3 else max(1, min(device_window, 4))
 
 
 class DeviceReset(SerialLinkError):
@@ -147,6 +197,7 @@ class ProtocolClient:
         self._input: bytes | None = None
         self._invoke_s = 0.0  # slowest inference seen, to size the RESULT timeout
         self._rtt: dict[int, float] = {}  # smoothed request -> first reply time, per request type
+        self.noise = LineNoise()
         port.timeout = 0.05
         self._reader = _Reader(port, self.stats)
         self._reader.start()
@@ -163,7 +214,7 @@ class ProtocolClient:
             # The leading 0x00 ends whatever partial frame the device holds (noise, a torn frame).
             sent_at = time.monotonic()
             self._send(b"\x00" + fr.encode_frame(fr.T_HELLO, seq), fr.T_HELLO, first=len(sent) == 1)
-            deadline = time.monotonic() + self.timeout_s * (1 + budget.silent)  # back off: a busy device
+            deadline = time.monotonic() + self.timeout_s  # --timeout bounds every wait
             silent = True
             while True:
                 f = self._get(deadline, resets=False)  # a BOOT banner here is just a board starting up
@@ -173,7 +224,7 @@ class ProtocolClient:
                 if isinstance(f, Frame) and f.type == fr.T_INFO and f.seq in sent:
                     if len(sent) == 1:
                         self._note_rtt(fr.T_HELLO, time.monotonic() - sent_at)
-                    return self._accept_info(DeviceInfo.parse(f.payload))
+                    return self._accept_info(f.payload)
                 if isinstance(f, BadFrame) and self._fresh(fr.T_HELLO, sent_at):
                     silent = False
                     break  # most likely our INFO, damaged: ask again at once
@@ -186,7 +237,14 @@ class ProtocolClient:
             hint="check the board is flashed with ofa-mcu firmware, the cable and port, and --baud "
                  "(the firmware's baud rate is in the board file)")
 
-    def _accept_info(self, info: DeviceInfo) -> DeviceInfo:
+    def _accept_info(self, payload: bytes) -> DeviceInfo:
+        try:
+            info = DeviceInfo.parse(payload)
+            if info.protocol_version == fr.VERSION:
+                fr.check_info(info)
+        except (ValueError, struct.error) as e:
+            raise SerialLinkError(f"the device sent an INFO frame the protocol does not allow: {e}",
+                                  hint="the firmware is not ofa-mcu's, or is corrupt; rebuild and flash it") from None
         if info.protocol_version != fr.VERSION:
             raise SerialLinkError(f"device speaks protocol v{info.protocol_version}, this host v{fr.VERSION}",
                                   hint="rebuild the firmware with this version of ofa-mcu")
@@ -205,7 +263,7 @@ class ProtocolClient:
             raise SerialLinkError(f"input has {len(data)} bytes but the device expects {info.input_bytes}",
                                   hint="the input contract and the firmware disagree on the input shape")
         self._input = data
-        self._with_resets(lambda: self._send_input_once(data))
+        self._with_resets(lambda: self._send_input_adaptive(data))
 
     def invoke(self) -> InvokeResult:
         """Run the model on the device on the input last sent; return its output and cycles."""
@@ -295,7 +353,7 @@ class ProtocolClient:
                 self._drain()
                 self.hello()
                 if resend_input and self._input is not None:
-                    self._with_resets(lambda: self._send_input_once(self._input))
+                    self._with_resets(lambda: self._send_input_adaptive(self._input))
         raise SerialLinkError(f"the device reset more than {self.max_resets} times in one request",
                               hint="check the power supply and the firmware's watchdog / stack size")
 
@@ -312,19 +370,32 @@ class ProtocolClient:
         code, req, detail = struct.unpack_from("<BBI", f.payload.ljust(6, b"\x00"))
         return DeviceError(code, req, detail)
 
+    def _send_input_adaptive(self, data: bytes) -> None:
+        """Send with the frame size the measured error rate calls for; when the line turns out much noisier
+        mid-transfer, start again with smaller frames (rewriting acknowledged bytes changes nothing)."""
+        while True:
+            try:
+                return self._send_input_once(data)
+            except _Rechunk:
+                self.stats.rechunks += 1
+                self._drain()
+
     def _send_input_once(self, data: bytes) -> None:
         """Selective repeat over a window: the device handles frames in order, so a NAK names the frame to
         resend, an ACK for a later frame reveals an earlier one lost, and silence resends everything."""
         info = self.info
-        chunk = info.chunk_bytes
+        chunk = self.noise.chunk_bytes(info.chunk_bytes)
         chunks = [(off, data[off:off + chunk]) for off in range(0, len(data), chunk)] or [(0, b"")]
-        window = max(1, min(info.window, self.window_limit or info.window, 32))
+        window = self.noise.window(max(1, min(info.window, self.window_limit or info.window, 32)))
         inflight: dict[int, _Flight] = {}
         acked = [False] * len(chunks)
         budgets = [_Budget(self.retries) for _ in chunks]
         base = nxt = order = 0
 
         def resend(fl: _Flight, silent: bool) -> None:
+            self.noise.note(len(fl.wire), ok=False)
+            if self.noise.chunk_bytes(info.chunk_bytes) * 2 <= chunk:
+                raise _Rechunk  # the line is much noisier than this frame size was chosen for
             if not budgets[fl.index].spend(silent):
                 b = budgets[fl.index]
                 raise SerialLinkError(
@@ -334,6 +405,7 @@ class ProtocolClient:
             fl.last_tx = time.monotonic()
             self._send(fl.wire, fr.T_SET_INPUT, first=False)
 
+        self.stats.chunk_bytes[chunk] = self.stats.chunk_bytes.get(chunk, 0) + 1
         while base < len(chunks):
             while nxt < len(chunks) and nxt - base < window:
                 seq = self._next_seq()
@@ -368,6 +440,7 @@ class ProtocolClient:
                 continue
             if fl.tx == 1:  # Karn: only unambiguous samples
                 self._note_rtt(fr.T_SET_INPUT, time.monotonic() - fl.last_tx)
+            self.noise.note(len(fl.wire), ok=True)
             del inflight[f.seq]
             acked[fl.index] = True
             for other in sorted(inflight.values(), key=lambda v: v.order):
@@ -377,7 +450,11 @@ class ProtocolClient:
                 base += 1
 
     def _request(self, ftype: int, payload: bytes, want: int, *, long_wait: float = 0.0) -> Frame:
-        """One request/reply exchange with retries; `long_wait` is the time allowed after the ACK."""
+        """One request/reply exchange with retries; `long_wait` is the time allowed after the ACK.
+
+        Every wait is bounded: by `timeout_s`, or after an ACK by `long_wait`, which callers set from
+        inferences measured on this device (never more than `timeout_s` before one was measured). A
+        device that acknowledges and then falls silent costs at most about timeout x (retries + 1)."""
         seq = self._next_seq()
         wire = fr.encode_frame(ftype, seq, payload)
         sent_at = first_at = time.monotonic()
@@ -385,12 +462,8 @@ class ProtocolClient:
         budget = _Budget(self.retries)
         acked = False
         while True:
-            wait = self.timeout_s
-            if long_wait and (acked or budget.silent):
-                # The device has it and is computing, or our ACK was lost meanwhile: back off rather
-                # than burn retries on a slow inference.
-                wait = long_wait if acked else min(max(long_wait, self.timeout_s),
-                                                   self.timeout_s * 2 ** budget.silent)
+            # The device has it and is computing: wait for the inference, as long as one was measured to take.
+            wait = max(long_wait, self.timeout_s) if acked else self.timeout_s
             deadline = time.monotonic() + wait
             silent = True
             while True:
@@ -419,7 +492,7 @@ class ProtocolClient:
                     acked = True  # the device has it and is computing: wait for the result
                     if budget.attempts == 0:
                         self._note_rtt(ftype, time.monotonic() - first_at)
-                    deadline = time.monotonic() + long_wait
+                    deadline = time.monotonic() + max(long_wait, self.timeout_s)
             if not budget.spend(silent):
                 break
             acked = acked and not silent  # after a silent long wait, stop assuming it is still busy
@@ -441,32 +514,49 @@ class ProtocolClient:
         return rtt is None or time.monotonic() - last_tx >= 0.5 * rtt
 
     def _invoke_once(self) -> InvokeResult:
-        wait = self.invoke_timeout_s if self._invoke_s == 0 else min(
-            self.invoke_timeout_s, max(4 * self._invoke_s + 0.05, 2 * self.timeout_s))
+        # Before an inference was measured, --timeout bounds the wait (a retried INVOKE is answered from
+        # the device's cache once it is done, so a slow first inference costs retries, not a wrong result).
+        wait = 0.0 if self._invoke_s == 0 else min(self.invoke_timeout_s, 4 * self._invoke_s + 0.05)
         t0, retries0 = time.monotonic(), self.stats.retries
         f = self._request(fr.T_INVOKE, b"", fr.T_RESULT, long_wait=wait)
         if self.stats.retries == retries0:  # only clean exchanges tell how long an inference takes
             self._invoke_s = max(self._invoke_s, time.monotonic() - t0)
+        if len(f.payload) < 12:
+            raise SerialLinkError(f"device sent a RESULT of {len(f.payload)} bytes (at least 12 expected)",
+                                  hint="firmware and host disagree on the protocol version")
         cycles, total = struct.unpack_from("<QI", f.payload)
+        limit = self.info.output_bytes if self.info else 0
+        if total != limit or len(f.payload) - 12 > total:
+            # The size the device announced at HELLO (checked against the model by the caller) caps what
+            # the host reads: a device claiming 0xFFFFFFFF bytes must not keep us reading forever.
+            raise SerialLinkError(f"device announced a {total}-byte output (RESULT) but {limit} bytes at HELLO",
+                                  hint="the firmware is corrupt or runs another model; rebuild and flash it")
         out = bytearray(f.payload[12:])
         while len(out) < total:
             g = self._request(fr.T_READ_OUTPUT, struct.pack("<I", len(out)), fr.T_OUTPUT)
-            off, _ = struct.unpack_from("<II", g.payload)
-            if off != len(out) or len(g.payload) <= 8:
+            if len(g.payload) <= 8:
+                raise SerialLinkError("device sent an empty OUTPUT page",
+                                      hint="firmware and host disagree on the protocol version")
+            off, page_total = struct.unpack_from("<II", g.payload)
+            if off != len(out) or page_total != total or len(out) + len(g.payload) - 8 > total:
                 raise SerialLinkError("device sent output pages out of order",
                                       hint="firmware and host disagree on the protocol version")
             out += g.payload[8:]
         return InvokeResult(bytes(out[:total]), int(cycles))
 
     def _profile_once(self) -> list[OpCycles]:
-        wait = max(self.invoke_timeout_s, 4 * self._invoke_s)
+        wait = 0.0 if self._invoke_s == 0 else min(self.invoke_timeout_s, 8 * self._invoke_s + 0.05)
         ops: list[OpCycles] = []
         total = None
         while total is None or len(ops) < total:
             f = self._request(fr.T_PROFILE, struct.pack("<H", len(ops)), fr.T_PROFILE_PAGE,
                               long_wait=wait if not ops else 0.0)
+            if len(f.payload) < 5:
+                raise SerialLinkError("device sent a short PROFILE_PAGE",
+                                      hint="firmware and host disagree on the protocol version")
             total, first, count = struct.unpack_from("<HHB", f.payload)
-            if first != len(ops) or (count == 0 and len(ops) < total):
+            if first != len(ops) or (count == 0 and len(ops) < total) or len(f.payload) < 5 + 10 * count \
+                    or first + count > total:
                 raise SerialLinkError("device sent profile pages out of order",
                                       hint="firmware and host disagree on the protocol version")
             for k in range(count):

@@ -10,6 +10,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from ..errors import printable
+
 VERSION = 1
 HEADER_SIZE = 5
 CRC_SIZE = 4
@@ -177,6 +179,21 @@ class FrameDecoder:
             start = z + 1
 
 
+def check_info(info: "DeviceInfo") -> None:
+    """Refuse INFO values the protocol does not allow (docs/PROTOCOL.md): raises ValueError naming the field."""
+    import math
+
+    if not MIN_MAX_PAYLOAD <= info.max_payload <= MAX_MAX_PAYLOAD:
+        raise ValueError(f"max_payload {info.max_payload} is outside the protocol's {MIN_MAX_PAYLOAD}.."
+                         f"{MAX_MAX_PAYLOAD}")
+    for name in ("input_scale", "output_scale"):
+        v = getattr(info, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{name} {v!r} is not a positive finite number")
+    if info.input_bytes == 0 or info.output_bytes == 0:
+        raise ValueError(f"input/output of {info.input_bytes}/{info.output_bytes} bytes")
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """What a device says about itself in INFO / BOOT frames."""
@@ -238,7 +255,7 @@ class DeviceInfo:
             if pos >= len(payload) or pos + 1 + payload[pos] > len(payload):
                 raise ValueError("INFO payload strings are truncated")
             n = payload[pos]
-            strings.append(payload[pos + 1:pos + 1 + n].decode("utf-8", "replace"))
+            strings.append(printable(payload[pos + 1:pos + 1 + n].decode("utf-8", "replace")))
             pos += 1 + n
         return cls(ver, flags, max(1, window), max_payload, mhash.hex(),
                    DTYPE_NAMES.get(in_dt, f"type{in_dt}"), (d0, d1, d2, d3)[:min(rank, 4)], in_bytes,

@@ -27,6 +27,13 @@ class TflmRunner:
             raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype.lower()}/"
                                 f"{self.model.output.dtype.lower()}, the serial check needs a full-int8 model",
                                 hint="export with `ofa-mcu export` (full-int8 input and output)")
+        from ..codegen.ops import OP_TABLE
+        from ..errors import UnsupportedOpError
+
+        missing = sorted({op.name for op in self.model.all_ops if op.name not in OP_TABLE})
+        if missing:
+            raise UnsupportedOpError(f"{model_path}: op(s) TensorFlow Lite Micro lacks: {', '.join(missing)}",
+                                     hint="convert the model to TFLM builtin ops (ofa-mcu export does)")
         self._interp = runtime.Interpreter.from_file(str(Path(model_path)),
                                                      arena_size=arena_bytes_for(self.model.model_bytes))
         self._shape = self.model.input.shape

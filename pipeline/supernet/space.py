@@ -230,6 +230,36 @@ _STAGE_RE = re.compile(r"-w(\d+)((?:k\d+e\d+)+)")
 _BLOCK_RE = re.compile(r"k(\d+)e(\d+)")
 
 
+def _arch_int(value, field_name: str) -> int:
+    """An integer field of an arch: ints (or floats with no fraction, as JSON may give), nothing else.
+    int(7.9) would silently export kernel 7; a string or bool is a mistake in the file, not a number."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+            (not isinstance(value, numbers.Integral) and not float(value).is_integer()):
+        raise ConfigError(f"arch field '{field_name}' = {value!r} is not an integer",
+                          hint="resolution, kernels and expands are whole numbers, e.g. 24, [3, 5], [4, 6]")
+    return int(value)
+
+
+def _arch_width(value) -> float:
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)) \
+            or float(value) <= 0:
+        raise ConfigError(f"arch field 'widths' = {value!r} is not a positive finite number",
+                          hint="widths are multipliers such as 0.5, 0.75, 1.0")
+    return round(float(value), 4)
+
+
+def _arch_seq(value, field_name: str) -> tuple:
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"arch field '{field_name}' = {value!r} is not a list",
+                          hint="kernels and expands are lists of per-stage lists, widths a list of numbers")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class SubnetArch:
     resolution: int
@@ -238,10 +268,11 @@ class SubnetArch:
     expands: tuple[tuple[int, ...], ...]
 
     def __post_init__(self):
-        object.__setattr__(self, "resolution", int(self.resolution))
-        object.__setattr__(self, "widths", tuple(round(float(w), 4) for w in self.widths))
-        object.__setattr__(self, "kernels", tuple(tuple(int(k) for k in s) for s in self.kernels))
-        object.__setattr__(self, "expands", tuple(tuple(int(e) for e in s) for s in self.expands))
+        object.__setattr__(self, "resolution", _arch_int(self.resolution, "resolution"))
+        object.__setattr__(self, "widths", tuple(_arch_width(w) for w in _arch_seq(self.widths, "widths")))
+        for name in ("kernels", "expands"):
+            object.__setattr__(self, name, tuple(tuple(_arch_int(v, name) for v in _arch_seq(st, name))
+                                                 for st in _arch_seq(getattr(self, name), name)))
 
     @property
     def depths(self) -> tuple[int, ...]:
@@ -264,7 +295,7 @@ class SubnetArch:
         if text.startswith("{"):
             try:
                 return cls.from_dict(json.loads(text))
-            except (json.JSONDecodeError, TypeError, KeyError) as e:
+            except (json.JSONDecodeError, TypeError, KeyError, AttributeError) as e:
                 raise ConfigError(f"arch JSON is invalid: {e}",
                                   hint="expected keys resolution, widths, kernels, expands") from None
         m = _ARCH_RE.match(text)

@@ -251,10 +251,9 @@ def _options_dict(op_t, fb) -> dict[str, Any]:
 
 def read_tflite(path: str | os.PathLike) -> tuple[ModelInfo, bytes]:
     """`inspect_tflite` of a file, plus the file's bytes (for embedding or running it)."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: model file not found", hint=_HINT) from None
+    from .._io import MAX_MODEL_BYTES, read_regular_file
+
+    data = read_regular_file(path, max_bytes=MAX_MODEL_BYTES, what="model")  # not a folder, /dev/zero, 10 GB
     return _parse(data, str(path)), data
 
 
