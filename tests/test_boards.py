@@ -394,3 +394,91 @@ def test_firmware_clock_equals_the_board_clock_every_stage_uses(board_id, tmp_pa
     arch = space.smallest()
     slow, fast = estimate(space, arch, board), estimate(space, arch, dataclasses.replace(board, clock_hz=2 * board.clock_hz))
     assert slow.latency_ms == pytest.approx(2 * fast.latency_ms)
+
+
+# ------------------------------------------------- board facts only in board/SoC/core files (issue 15)
+
+REPO = BUILTIN_BOARDS_DIR.parent
+HEX = re.compile(r"0x([0-9A-Fa-f]+)")
+CLOCK_INT = re.compile(r"(?<![\w.])(\d{1,3}(?:_\d{3}){2,}|\d{7,})u?\b")
+CLOCK_TEXT = re.compile(r"(?<![\w.])\d+(?:\.\d+)? ?(?:MHz|kHz)\b")
+# Numbers that are not board facts, each with its reason. Keep this short and honest.
+ALLOWED = {
+    # Arm architecture: the Private Peripheral Bus (SysTick, SCB, DWT, CoreDebug) is at the same address
+    # on every Cortex-M (Armv6-M/v7-M/v8-M ARM, B3.2 System Control Space), and its keys are architectural.
+    "ppb": lambda v: 0xE0000000 <= v <= 0xE00FFFFF,
+    "dwt-lar-key": lambda v: v == 0xC5ACCE55,       # CoreSight lock access key
+    "aircr-vectkey": lambda v: v == 0x05FA0004,     # SCB AIRCR VECTKEY | SYSRESETREQ
+    "systick-24-bit": lambda v: v == 0x00FFFFFF,    # SysTick is a 24-bit counter (architecture)
+    "all-ones": lambda v: v in (0xFFFF, 0xFFFFFFFF),  # masks and "not connected"
+}
+# (file, literal) pairs that are protocol or unit constants, not board facts.
+ALLOWED_LITERALS = {
+    ("firmware_templates/common/protocol.c", "*"): "CRC-32 table (IEEE 802.3 polynomial 0xEDB88320)",
+    ("firmware_templates/common/protocol.h", "0xEDB88320"): "CRC-32 polynomial",
+    ("firmware_templates/common/board.h.j2", "1000000"): "microseconds per second: the 1 MHz system timer",
+    ("firmware_templates/common/board.h.j2", "1 MHz"): "the microsecond system timer of cores without DWT",
+    ("firmware_templates/common/README.md.j2", "1 MHz"): "the microsecond system timer of cores without DWT",
+    ("firmware_templates/families/rp2040/board.c.j2", "1 MHz"): "pico-sdk time_us_64(): microseconds",
+    ("pipeline/serial/sim.py", "100_000_000"): "VIRTUAL_CLOCK_HZ: the simulated board's clock when no board is given",
+}
+
+
+def _python_code_tokens(path: Path):
+    """(line, text) of number and string tokens of Python code; comments and docstrings are documentation."""
+    import io
+    import tokenize
+
+    prev, depth = None, 0
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        if tok.type == tokenize.OP and tok.string in "([{":
+            depth += 1
+        elif tok.type == tokenize.OP and tok.string in ")]}":
+            depth -= 1
+        docstring = depth == 0 and prev in (None, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.NL)
+        if tok.type == tokenize.NUMBER or (tok.type == tokenize.STRING and not docstring):
+            yield tok.start[0], tok.string
+        if tok.type != tokenize.COMMENT:
+            prev = tok.type
+
+
+def _scan_units():
+    for path in sorted((REPO / "firmware_templates").rglob("*")):
+        if path.is_file():
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                yield path, i, line
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
+        for i, text in _python_code_tokens(path):
+            yield path, i, text
+
+
+def test_no_board_fact_outside_the_board_soc_and_core_files():
+    """Hex addresses and clock frequencies appear only in boards/ (YAML); templates and Python read them
+    through Board. A number here either moves into a board/SoC/core file or, if it is not a board fact,
+    joins the documented allow-list above."""
+    offenders = []
+    for path, line_no, text in _scan_units():
+        rel = path.relative_to(REPO).as_posix()
+        if (rel, "*") in ALLOWED_LITERALS:
+            continue
+        found = []
+        for m in HEX.finditer(text):
+            v = int(m.group(1), 16)
+            if len(m.group(1).lstrip("0")) >= 5 and not any(ok(v) for ok in ALLOWED.values()):
+                found.append(m.group(0))
+        found += [m.group(1) for m in CLOCK_INT.finditer(text)]
+        found += [m.group(0) for m in CLOCK_TEXT.finditer(text)]
+        for lit in found:
+            if (rel, lit) not in ALLOWED_LITERALS:
+                offenders.append(f"{rel}:{line_no}: {lit}")
+    assert not offenders, "board facts outside boards/:\n" + "\n".join(offenders)
+
+
+def test_the_fact_scanner_finds_planted_facts(tmp_path):
+    """The scanner above can fail: a register address or a clock in code or a string is found."""
+    p = tmp_path / "planted.py"
+    p.write_text('"""Docstring: 0x40004800 at 16 MHz is documentation."""\nUART = 0x40004800\n'
+                 'doc = f(\n    "USART3 at 0x40011000, 216 MHz",\n)\nHSI_HZ = 16_000_000  # 0x12345678 comment\n')
+    found = [t for _, t in _python_code_tokens(p)]
+    assert "0x40004800" in found and any("0x40011000" in t for t in found) and "16_000_000" in found
+    assert not any("Docstring" in t or "0x12345678" in t for t in found)
