@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..boards import cmsis_nn_kernels
 from ..tflite.model_info import ModelInfo, OpInfo
 from .ops import op_label
 
@@ -54,10 +55,7 @@ class ArenaPlan:
 
 
 def _kind(core: str) -> str:
-    from ..boards import CORE_INFO
-    if core == "cortex-m55":
-        return "mve"
-    return "dsp" if CORE_INFO[core]["dsp"] else "none"
+    return cmsis_nn_kernels(core)  # boards/cores/<core>.yaml
 
 
 def _same_pad(in_size: int, out_size: int, kernel: int, stride: int, dilation: int) -> int:

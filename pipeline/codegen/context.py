@@ -14,8 +14,8 @@ from ..errors import ArtifactError, BoardError
 from ..tflite.model_info import ModelInfo, TensorInfo
 from .arena import ArenaPlan
 from .cstring import make_word
-from .families import (PICO_SDK_FAMILIES, Stm32Uart, core_clock_hz, flash_region, ram_region,
-                       stm32_series, stm32_uart)
+from .families import (PICO_SDK_FAMILIES, ClockContext, Stm32Uart, UartContext, clock_context, core_clock_hz,
+                       flash_region, ram_region, stm32_series, stm32_uart, uart_context, uart_doc)
 from .ops import OpRegistration
 
 
@@ -43,6 +43,7 @@ class CoreFlags:
     tflm_target_arch: str    # TARGET_ARCH of TFLite Micro's cortex_m_generic target
     has_dwt: bool
     arch_flags: str          # the compiler flags, ready for the Makefile
+    dwt_unlock: bool = False  # Cortex-M7: unlock DWT_LAR before enabling CYCCNT (core file)
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class BoardContext:
     core: str
     family: str
     series: str              # STM32 series (F4 ...) or ""
-    clock_hz: int            # the board's rated clock (board file)
-    core_clock_hz: int       # the clock the firmware configures
+    clock_hz: int            # the clock the firmware configures (board file); every stage uses it
+    core_clock_hz: int       # the same number (kept for the templates that name it so)
+    max_clock_hz: int        # the SoC's rating, for the docs
     flash_origin: int
     flash_length: int
     ram_origin: int
@@ -79,6 +81,9 @@ class BoardContext:
     pico_sdk: bool
     notes: str
     stm32: Stm32Uart | None
+    clock: ClockContext      # how board.c reaches clock_hz (SoC clock tree)
+    host_uart: UartContext | None
+    regs: dict               # register name -> address, from the SoC file
 
 
 @dataclass(frozen=True)
@@ -113,19 +118,16 @@ def _tensor(t: TensorInfo) -> TensorContext:
 
 
 def core_flags(board: Board) -> CoreFlags:
-    mcpu = board.mcpu
+    core = board.core_info
     hard = board.fpu != "none"
-    flags = [f"-mcpu={mcpu}", "-mthumb"]
+    flags = [f"-mcpu={core.mcpu}", "-mthumb"]
     if hard:
         flags += [f"-mfpu={board.fpu}", "-mfloat-abi=hard"]
     else:
         flags += ["-mfloat-abi=soft"]
-    arch = {"cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m3"}.get(board.core)
-    if arch is None:
-        arch = board.core + ("+fp" if hard and board.core in ("cortex-m4", "cortex-m7") else "")
-    if board.core in ("cortex-m33", "cortex-m55") and not hard:
-        arch = board.core + "+nofp" if board.core == "cortex-m55" else "cortex-m33+nodsp"
-    return CoreFlags(mcpu, board.fpu, "hard" if hard else "soft", arch, board.has_dwt_cyccnt, " ".join(flags))
+    arch = core.tflm_target_arch_hard if hard else core.tflm_target_arch_soft
+    return CoreFlags(core.mcpu, board.fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
+                     dwt_unlock=core.dwt_unlock)
 
 
 # Flash runner -> (program, how to install it).
@@ -163,14 +165,6 @@ def board_context(board: Board) -> BoardContext:
     flash_origin, flash_length = flash_region(board)
     ram_origin, ram_length = ram_region(board)
     stm = stm32_uart(board) if board.family == "stm32" else None
-    uart_doc = {
-        "mps2": "CMSDK UART0 at 0x40004000; QEMU connects it to a host pseudo-terminal",
-        "nrf52": "UART0 on P1.03 = TX (pin D1), P1.10 = RX (pin D0): use a 3.3 V USB-serial adapter "
-                 "(the native USB port needs a USB CDC stack, see the README)",
-        "apollo3": "UART0 on pad 48 = TX, pad 49 = RX, wired to the on-board CH340 USB-serial chip",
-        "rp2040": "USB CDC serial of the pico-sdk (stdio_usb, raw binary: CR/LF translation off)",
-        "rp2350": "USB CDC serial of the pico-sdk (stdio_usb, raw binary: CR/LF translation off)",
-    }.get(board.family, stm.pins_doc if stm else "")
     # Stack: a quarter of the reserve, at least 4 KB and at most 16 KB (TFLM's deepest call chain with
     # CMSIS-NN kernels stays well under 4 KB; the protocol uses < 1 KB).
     stack = max(4096, min(16384, board.reserved_sram_bytes // 4)) // 8 * 8
@@ -178,16 +172,18 @@ def board_context(board: Board) -> BoardContext:
     return BoardContext(
         id=board.id, name=board.name, mcu=board.mcu, vendor=board.vendor, core=board.core,
         family=board.family, series=stm32_series(board) if board.family == "stm32" else "",
-        clock_hz=board.clock_hz, core_clock_hz=core_clock_hz(board), flash_origin=flash_origin,
+        clock_hz=board.clock_hz, core_clock_hz=core_clock_hz(board), max_clock_hz=board.max_clock_hz,
+        flash_origin=flash_origin,
         flash_length=flash_length, ram_origin=ram_origin, ram_length=ram_length, ram_bank=board.arena_bank,
         usable_sram_bytes=board.usable_sram_bytes, usable_flash_bytes=board.usable_flash_bytes,
-        stack_bytes=stack, baud=board.serial_baud, uart=board.uart or "", uart_doc=uart_doc,
+        stack_bytes=stack, baud=board.serial_baud, uart=board.uart or "", uart_doc=uart_doc(board),
         usb_id=f"{board.usb_vid}:{board.usb_pid}" if board.usb_vid else "",
         runner_tool=board.flash_runner.tool, runner_args=tuple(board.flash_runner.args),
         runner_program=RUNNERS[board.flash_runner.tool][0], runner_install=RUNNERS[board.flash_runner.tool][1],
         runner_needs_port=command[1], flash_command=command[0],
         qemu_machine=board.qemu_machine or "", emulated=board.emulated,
-        pico_sdk=board.family in PICO_SDK_FAMILIES, notes=board.notes, stm32=stm)
+        pico_sdk=board.family in PICO_SDK_FAMILIES, notes=board.notes, stm32=stm,
+        clock=clock_context(board), host_uart=uart_context(board), regs=dict(board.soc.registers))
 
 
 def model_data_lines(data: bytes, per_line: int = 12) -> tuple[str, ...]:

@@ -1,9 +1,7 @@
-"""Per-family facts the board files do not carry: where flash starts on the chip, how the firmware is
-built, and for each UART the registers and pins the board wires to its USB serial port.
-
-Board facts (addresses, sizes, clock, UART instance, runner) come from boards/*.yaml; this table only adds
-chip-level constants from the reference manuals, each with its source. An unknown combination is a
-BoardError naming it, never a silent default.
+"""What the family templates receive from the board/SoC/core files: the UART wiring, the clock set-up and
+the memory regions. No chip fact lives here: every address, pin and frequency comes from
+boards/socs/<soc>.yaml or the board file (through `Board`); this module only shapes them for the
+templates and refuses a combination a template cannot render, with a BoardError naming the file.
 """
 from __future__ import annotations
 
@@ -12,13 +10,23 @@ from dataclasses import dataclass
 from ..boards import Board
 from ..errors import BoardError
 
-# Start of on-chip (or XIP) flash per family: a board's flash_address above it is a bootloader's share.
-FLASH_BASE = {"stm32": 0x08000000, "nrf52": 0x00000000, "apollo3": 0x00000000, "rp2040": 0x10000000,
-              "rp2350": 0x10000000, "mps2": 0x00000000}
-
 # Families built with the Raspberry Pi pico-sdk (CMake): its boot stage (RP2040 boot2 with a CRC, RP2350
 # IMAGE_DEF block), crt0, linker script and USB CDC stack are needed to boot and to talk over USB.
 PICO_SDK_FAMILIES = {"rp2040", "rp2350"}
+
+# Register names each family template uses from the SoC file's `registers` (per STM32 series: its
+# clock sequence differs).
+REQUIRED_REGISTERS = {
+    ("stm32", "F4"): ("RCC_CR", "RCC_PLLCFGR", "RCC_CFGR", "RCC_APB1ENR", "PWR_CR", "FLASH_ACR"),
+    ("stm32", "F7"): ("RCC_CR", "RCC_PLLCFGR", "RCC_CFGR", "RCC_APB1ENR", "PWR_CR", "PWR_CSR", "FLASH_ACR"),
+    ("stm32", "H7"): (),
+    ("stm32", "L4"): ("RCC_CR", "RCC_CFGR", "RCC_APB1ENR1", "PWR_CR2"),
+    ("stm32", "U5"): ("RCC_CR", "RCC_CFGR1"),
+    ("nrf52", None): ("CLOCK_BASE",),
+    ("apollo3", None): ("PWRCTRL_DEVPWREN", "PWRCTRL_DEVPWRSTATUS", "GPIO_BASE"),
+}
+# Clock modes each STM32 series template implements.
+STM32_CLOCK_MODES = {"F4": "pll", "F7": "pll", "H7": "fixed", "L4": "fixed", "U5": "fixed"}
 
 
 @dataclass(frozen=True)
@@ -38,71 +46,151 @@ class Stm32Uart:
     af: int
     pins_doc: str        # what an engineer reads in the README
     source: str
+    clock_hz: int = 0    # the UART kernel clock: its APB bus at the configured core clock
 
 
-# (series, UART) -> wiring of the ST-LINK virtual COM port on ST's Nucleo-144 and Discovery boards.
-_STM32_UARTS = {
-    ("F4", "USART3"): Stm32Uart("F4", "USART3", 0x40004800, "v1", False, 0x40023840, 18, 0x40020C00,
-                                0x40023830, 3, 8, 9, 7, "USART3: PD8 = TX, PD9 = RX (AF7), ST-LINK VCP",
-                                "RM0402 (STM32F412) memory map and RCC; UM1974 Nucleo-144 VCP on PD8/PD9"),
-    ("F7", "USART3"): Stm32Uart("F7", "USART3", 0x40004800, "v2", False, 0x40023840, 18, 0x40020C00,
-                                0x40023830, 3, 8, 9, 7, "USART3: PD8 = TX, PD9 = RX (AF7), ST-LINK VCP",
-                                "RM0385 (STM32F75x) memory map and RCC; UM1974 Nucleo-144 VCP on PD8/PD9"),
-    ("F7", "USART1"): Stm32Uart("F7", "USART1", 0x40011000, "v2", False, 0x40023844, 4, 0x40020000,
-                                0x40023830, 0, 9, 10, 7, "USART1: PA9 = TX, PA10 = RX (AF7), ST-LINK VCP",
-                                "RM0410 (STM32F76x) memory map and RCC; UM2033 32F769IDISCOVERY VCP on PA9/PA10"),
-    ("H7", "USART3"): Stm32Uart("H7", "USART3", 0x40004800, "v2", False, 0x580244E8, 18, 0x58020C00,
-                                0x580244E0, 3, 8, 9, 7, "USART3: PD8 = TX, PD9 = RX (AF7), ST-LINK VCP",
-                                "RM0433 (STM32H743) memory map and RCC; UM2407 Nucleo-144 VCP on PD8/PD9"),
-    ("L4", "LPUART1"): Stm32Uart("L4", "LPUART1", 0x40008000, "v2", True, 0x4002105C, 0, 0x48001800,
-                                 0x4002104C, 6, 7, 8, 8, "LPUART1: PG7 = TX, PG8 = RX (AF8), ST-LINK VCP",
-                                 "RM0432 (STM32L4+) memory map and RCC; UM2179 Nucleo-144 VCP on PG7/PG8"),
-    ("U5", "USART1"): Stm32Uart("U5", "USART1", 0x40013800, "v2", False, 0x46020CA4, 14, 0x42020000,
-                                0x46020C8C, 0, 9, 10, 7, "USART1: PA9 = TX, PA10 = RX (AF7), ST-LINK VCP",
-                                "RM0456 (STM32U575) memory map and RCC; UM2861 Nucleo-144 VCP on PA9/PA10"),
-}
+@dataclass(frozen=True)
+class UartContext:
+    """The host UART of any family, for the templates."""
+    name: str
+    base: int
+    clock_hz: int                            # 0 when the template does not need it
+    tx_pin: str
+    rx_pin: str
+    baud_registers: tuple[tuple[int, int], ...]
 
-# Clock the STM32 firmware actually runs at. F4/F7: PLL from HSI to the board's clock_hz. H7/L4/U5:
-# their fast clocks need voltage scaling / boost / EPOD sequences that are easy to get wrong without the
-# vendor HAL, so the firmware stays on the 64 MHz (H7) or 16 MHz (L4, U5) HSI and says so; cycle counts
-# stay comparable (fewer flash wait states make them slightly optimistic).
-_STM32_HSI_HZ = {"H7": 64_000_000, "L4": 16_000_000, "U5": 16_000_000}
+
+@dataclass(frozen=True)
+class ClockContext:
+    mode: str            # fixed | pll | sdk
+    source: str          # HSI, HFXO ...
+    source_hz: int
+    pll_m: int
+    pll_n: int
+    pll_p: int
+    pll_q: int
+    flash_wait_states: int
+    ppre1: int           # STM32 F4/F7 RCC_CFGR PPRE1/PPRE2 codes for the APB dividers
+    ppre2: int
+
+
+def _soc(board: Board):
+    if board.soc is None:
+        raise BoardError(f"{board.path}: has no SoC (load boards with pipeline.boards)")
+    return board.soc
 
 
 def stm32_series(board: Board) -> str:
-    mcu = board.mcu.upper()
-    for series in ("F4", "F7", "H7", "L4", "U5"):
-        if mcu.startswith("STM32" + series):
-            return series
-    raise BoardError(f"{board.path}: mcu '{board.mcu}' is not an STM32 series this generator supports "
-                     f"(F4, F7, H7, L4, U5)", hint="add its UART and clock facts to pipeline/codegen/families.py")
+    soc = _soc(board)
+    if soc.family != "stm32" or soc.series is None:
+        raise BoardError(f"{soc.path}: is not an STM32 SoC with a series")
+    return soc.series
+
+
+def _require_registers(board: Board) -> None:
+    soc = _soc(board)
+    key = (soc.family, soc.series)
+    have = dict(soc.registers)
+    for name in REQUIRED_REGISTERS.get(key, ()):
+        if name not in have:
+            raise BoardError(f"{soc.path}: field 'registers.{name}' is missing; the {soc.family} "
+                             f"{soc.series or ''} firmware template uses it".replace("  ", " "))
+
+
+def _stm32_pin(pin: str, where: str) -> tuple[str, int]:
+    if len(pin) < 3 or pin[0] != "P" or not pin[1].isalpha() or not pin[2:].isdigit() or int(pin[2:]) > 15:
+        raise BoardError(f"{where}: STM32 pin '{pin}' is not of the form P<port><0-15> (e.g. PD8)")
+    return pin[1].upper(), int(pin[2:])
 
 
 def stm32_uart(board: Board) -> Stm32Uart:
+    soc = _soc(board)
     series = stm32_series(board)
-    key = (series, board.uart or "")
-    if key not in _STM32_UARTS:
-        known = ", ".join(f"{s}/{u}" for s, u in sorted(_STM32_UARTS))
-        raise BoardError(f"{board.path}: field 'serial.uart' is '{board.uart}', which has no pin/register "
-                         f"entry for STM32{series} (known: {known})",
-                         hint="add the UART to pipeline/codegen/families.py with its pins from the board manual")
-    return _STM32_UARTS[key]
+    _require_registers(board)
+    uart = soc.uart(board.uart or "")
+    if uart is None or board.uart_pins is None:
+        raise BoardError(f"{board.path}: field 'serial.uart' must name a UART of {soc.path} with its pins")
+    tx_port, tx = _stm32_pin(board.uart_pins.tx, board.path)
+    rx_port, rx = _stm32_pin(board.uart_pins.rx, board.path)
+    if tx_port != rx_port:
+        raise BoardError(f"{soc.path}: UART {uart.name} pins {board.uart_pins.tx}/{board.uart_pins.rx} are on two "
+                         f"GPIO ports; the template configures one")
+    gpio_base, stride, gpio_rcc = soc.gpio
+    port = ord(tx_port) - ord("A")
+    af = board.uart_pins.af if board.uart_pins.af is not None else 0
+    return Stm32Uart(
+        series=series, name=uart.name, base=uart.base, regs=uart.registers, lpuart=uart.lpuart,
+        rcc_bus_reg=uart.rcc_enable[0], rcc_bus_bit=uart.rcc_enable[1],
+        gpio_base=gpio_base + port * stride, rcc_gpio_reg=gpio_rcc, rcc_gpio_bit=port,
+        tx_pin=tx, rx_pin=rx, af=af,
+        pins_doc=f"{uart.name}: {board.uart_pins.tx} = TX, {board.uart_pins.rx} = RX (AF{af})"
+                 + (f", {board.serial_wiring}" if board.serial_wiring else ""),
+        source="; ".join(soc.sources + board.sources),
+        clock_hz=board.clock.apb_hz(uart.bus, board.clock_hz))
+
+
+_PPRE = {1: 0, 2: 4, 4: 5, 8: 6, 16: 7}
+
+
+def clock_context(board: Board) -> ClockContext:
+    """The clock set-up the family template renders; it reaches exactly board.clock_hz (checked at load)."""
+    soc = _soc(board)
+    plan = board.clock
+    if soc.family == "stm32" and STM32_CLOCK_MODES[soc.series] != plan.mode:
+        raise BoardError(f"{soc.path}: field 'clock.mode' is '{plan.mode}' but the STM32{soc.series} template "
+                         f"implements '{STM32_CLOCK_MODES[soc.series]}'")
+    div = dict(plan.apb_dividers)
+    return ClockContext(mode=plan.mode, source=plan.source, source_hz=plan.source_hz, pll_m=plan.pll_m,
+                        pll_n=plan.pll_n, pll_p=plan.pll_p, pll_q=plan.pll_q,
+                        flash_wait_states=plan.flash_wait_states,
+                        ppre1=_PPRE[div.get("apb1", 1)], ppre2=_PPRE[div.get("apb2", 1)])
+
+
+def uart_context(board: Board) -> UartContext | None:
+    soc = _soc(board)
+    _require_registers(board)
+    uart = soc.uart(board.uart or "")
+    if uart is None:
+        return None
+    pins = board.uart_pins
+    if uart.baud_registers and board.serial_baud not in dict(uart.baud_registers):
+        raise BoardError(f"{board.path}: field 'serial.baud' is {board.serial_baud}, which has no BAUDRATE register "
+                         f"value in {soc.path} (known: {', '.join(str(b) for b, _ in uart.baud_registers)})")
+    return UartContext(name=uart.name, base=uart.base, clock_hz=uart.clock_hz or 0,
+                       tx_pin=pins.tx if pins else "", rx_pin=pins.rx if pins else "",
+                       baud_registers=uart.baud_registers)
+
+
+def uart_doc(board: Board) -> str:
+    """Pins and wiring of the host serial port, for the README and the board.h comment."""
+    soc = _soc(board)
+    if board.family == "stm32":
+        return stm32_uart(board).pins_doc
+    uart = soc.uart(board.uart or "")
+    if uart is None:
+        return board.serial_wiring
+    where = f"{uart.name} at 0x{uart.base:08X}"
+    if board.uart_pins:
+        where = f"{uart.name} on {board.uart_pins.tx} = TX, {board.uart_pins.rx} = RX"
+    return where + (f", {board.serial_wiring}" if board.serial_wiring else "")
+
+
+def register(board: Board, name: str) -> int:
+    return _soc(board).register(name)
 
 
 def core_clock_hz(board: Board) -> int:
-    """The clock the generated firmware configures (may be below the board's maximum, see above)."""
-    if board.family == "stm32":
-        return _STM32_HSI_HZ.get(stm32_series(board), board.clock_hz)
+    """The clock the generated firmware configures: the board file's clock_hz (one number for all stages)."""
     return board.clock_hz
 
 
 def flash_region(board: Board) -> tuple[int, int]:
     """(origin, length) of the flash the application may use: from flash_address to the end of flash."""
-    base = FLASH_BASE[board.family]
+    base = _soc(board).flash_address
     skipped = board.flash_address - base
     if skipped < 0 or skipped >= board.flash_bytes:
         raise BoardError(f"{board.path}: field 'flash_address' 0x{board.flash_address:X} is outside the "
-                         f"{board.family} flash (base 0x{base:X}, {board.flash_bytes} bytes)")
+                         f"{board.mcu} flash (base 0x{base:X}, {board.flash_bytes} bytes)")
     return board.flash_address, board.flash_bytes - skipped
 
 

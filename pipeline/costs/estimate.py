@@ -33,8 +33,6 @@ from .memory import ALIGN, ArenaEstimate, arena_bytes, cmsis_scratch_bytes
 # rx/tx frame buffers (2 x ~280 B, firmware_templates/common/protocol.h) and its context.
 APP_SRAM_BYTES = 5 * 1024
 
-_CORE_KIND = {"cortex-m0plus": "none", "cortex-m3": "none", "cortex-m4": "dsp", "cortex-m7": "dsp",
-              "cortex-m33": "dsp", "cortex-m55": "mve"}
 _KIND_CORE = {"none": "cortex-m0plus", "dsp": "cortex-m4", "mve": "cortex-m55"}
 
 
@@ -196,7 +194,7 @@ def estimate(space: SearchSpace, arch: SubnetArch, board, *, pointer_bytes: int 
     """Predicted costs of `arch` on `board` (pure Python; cached per arch)."""
     f = _facts(space, arch)
     host = _host_arena(space, arch)
-    kind = _CORE_KIND.get(board.core, "dsp")
+    kind = board.cmsis_nn_kernels  # boards/cores/<core>.yaml
     dev_arena, max_scratch = _device_arena(space, arch, pointer_bytes, kind)
     fw_arena = max(firmware_arena_rule(host.total, max_scratch, f.op_count), dev_arena)
     lat = _latency_model(board, calibration)

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ..boards import cmsis_nn_kernels
 from .graph import Graph
 from .planner import greedy_plan
 
@@ -123,8 +124,9 @@ def cmsis_scratch_bytes(op_kind: str, layer, *, core: str) -> int:
     """
     if layer is None:
         return 0
-    mve = core == "cortex-m55"
-    dsp = core in ("cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55")
+    kernels = cmsis_nn_kernels(core)  # boards/cores/<core>.yaml
+    mve = kernels == "mve"
+    dsp = kernels != "none"
     k = layer.kernel
     cin = layer.in_shape[2]
     if op_kind == "CONV_2D":

@@ -3,8 +3,9 @@
  * Board support interface for QEMU MPS2 AN386 (emulated Cortex-M4) (CMSDK Cortex-M4 (AN386 FPGA image), cortex-m4).
  * Implemented per MCU family in board.c; main.cc uses nothing else from the hardware.
  *
- * Serial: CMSDK UART0 at 0x40004000; QEMU connects it to a host pseudo-terminal, 115200 baud, 8N1.
- * Clock:  the firmware runs the core at 25000000 Hz (board rating 25000000 Hz).
+ * Serial: CMSDK_UART0 at 0x40004000, QEMU connects it to a host pseudo-terminal, 115200 baud, 8N1.
+ * Clock:  the firmware runs the core at 25000000 Hz, the board file's clock_hz that search, energy
+ *         and profile use too (the part is rated 25000000 Hz).
  */
 #ifndef OFA_MCU_BOARD_H
 #define OFA_MCU_BOARD_H
