@@ -176,8 +176,8 @@ def graph_from_tflite(info) -> Graph:
     ops = []
     for op in info.ops:
         if op.is_custom:
-            raise UnsupportedOpError(f"op #{op.index} is the custom op '{op.name}', which the cost models do "
-                                     "not know", hint="TFLite Micro runs builtin ops only unless you register "
+            raise UnsupportedOpError(f"op #{op.index} CUSTOM({op.name}) is a custom op, which the cost models "
+                                     "do not know", hint="TFLite Micro runs builtin ops only unless you register "
                                      "a custom kernel; rebuild the model with builtins")
         ops.append(Op(op.name, tuple(op.inputs), tuple(op.outputs), None, dict(op.options)))
     return Graph(tuple(tensors), tuple(ops), tuple(info.inputs), tuple(info.outputs))
