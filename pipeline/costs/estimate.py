@@ -203,7 +203,7 @@ def layer_costs(space: SearchSpace, arch: SubnetArch, board, *, calibration: Any
     live = live_activation_bytes(g)
     rows = []
     for i, op in enumerate(g.ops):
-        cls = op_class(op)
+        cls = op_class(g, op)
         cyc = lat.op_cycles(cls, op_work(g, op))
         layer = op.layer
         rows.append({
