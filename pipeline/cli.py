@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("list the board catalog, or show one board", "ofa-mcu boards show nucleo-f746zg"),
     "train": ("train an OFA supernet with progressive shrinking", "ofa-mcu train --data builtin:digits --out runs/digits"),
     "search": ("find the most accurate subnet that fits a board", "ofa-mcu search --supernet runs/digits/supernet --board nucleo-f412zg"),
+    "inspect": ("predicted arena, flash, latency and fit of any .tflite on a board", "ofa-mcu inspect model.tflite --board nucleo-l4r5zi"),
     "export": ("export a subnet to full-int8 TFLite, crosschecked", "ofa-mcu export --supernet runs/digits/supernet --arch r24-w50k3e4k3e4-... --out out/"),
     "codegen": ("render a TFLite Micro firmware project for a board", "ofa-mcu codegen --model out/model_int8.tflite --board qemu-mps2-an386 --out fw/"),
     "build": ("build a generated firmware project (make)", "ofa-mcu build fw/"),

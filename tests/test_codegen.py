@@ -16,8 +16,7 @@ from tiny_models import make_tiny_int8_tflite  # noqa: E402
 
 from pipeline.boards import list_boards, load_board  # noqa: E402
 from pipeline.codegen import build_context, generate_firmware  # noqa: E402
-from pipeline.codegen.arena import (ScratchPlan, cmsis_nn_scratch, cortex_m_arena_bytes,  # noqa: E402
-                                    estimate_arena_bytes)
+from pipeline.costs import firmware_arena_bytes, predict_arena  # noqa: E402
 from pipeline.codegen.cstring import c_string  # noqa: E402
 from pipeline.codegen.ops import OP_TABLE, resolver_entries  # noqa: E402
 from pipeline.errors import ArtifactError, UnsupportedOpError, UsageError  # noqa: E402
@@ -153,55 +152,30 @@ def test_unknown_op_is_a_typed_error_naming_it(tmp_path):
 
 # ------------------------------------------------------------------------------------------- arena
 
-def test_margin_rule_covers_the_reference_measurements():
-    # shared/reference/README.md: one model needed 53,432 B on Cortex-M (32-bit, CMSIS-NN), 55,456 B native
-    # 64-bit, 55,680 B in the Python runtime (the figure the export measures).
-    plan = ScratchPlan(max_scratch_bytes=0, max_scratch_op="", persistent_bytes=0, op_count=20)
-    arena = cortex_m_arena_bytes(55_680, plan)
-    assert arena >= 53_432 and arena >= 55_680 and arena % 16 == 0
-
-
-def test_margin_rule_adds_scratch_alignment_and_op_data():
-    plan = ScratchPlan(max_scratch_bytes=400, max_scratch_op="DEPTHWISE_CONV_2D #1", persistent_bytes=32,
-                       op_count=7)
-    assert cortex_m_arena_bytes(1008, plan) == 1008 + 400 + 16 + 32 + 7 * 16 == 1568
-    odd = cortex_m_arena_bytes(1009, plan)
-    assert odd % 16 == 0 and odd >= 1569
-    with pytest.raises(ValueError):
-        cortex_m_arena_bytes(0, plan)
-
-
-def test_cmsis_nn_scratch_formulas(golden_model):
+def test_arena_is_the_predicted_cortex_m_minimum_plus_slack(golden_model):
+    # The firmware reserves the one arena model's 32-bit CMSIS-NN minimum for the board's core plus the
+    # fixed slack (tests/test_costs_arena.py checks the model against the real runtime).
     info = inspect_tflite(golden_model)
-    # DSP cores: conv 3x3x3 -> 2 * align4(27) * 2 = 112 B; depthwise 5x5 x 8 ch -> 8 * 25 * 2 = 400 B.
-    dsp = cmsis_nn_scratch(info, "cortex-m4")
-    assert (dsp.max_scratch_bytes, dsp.max_scratch_op) == (400, "DEPTHWISE_CONV_2D #1")
-    # No DSP (M0+): the depthwise needs none, the 3x3 convolution keeps its im2col buffer.
-    assert cmsis_nn_scratch(info, "cortex-m0plus").max_scratch_bytes == 112
-    # MVE (M55): depthwise 4 * 124 * 25 B; fully-connected kernel sums are persistent (4 B x 4 outputs).
-    mve = cmsis_nn_scratch(info, "cortex-m55")
-    assert mve.max_scratch_bytes == 4 * 124 * 25 and mve.persistent_bytes == 16
-
-
-def test_measured_arena_from_report_is_used(golden_model):
     ctx = build_context(golden_model, load_board("nucleo-f746zg"), report=golden_report())
-    assert ctx.arena.source == "measured" and ctx.arena.base_bytes == 3712
-    assert ctx.arena.bytes == cortex_m_arena_bytes(3712, cmsis_nn_scratch(inspect_tflite(golden_model), "cortex-m7"))
+    pred = predict_arena(info, "cortex-m7")
+    assert ctx.arena.source == "measured" and ctx.arena.base_bytes == pred.cortex_m_bytes
+    assert ctx.arena.bytes == firmware_arena_bytes(pred.cortex_m_bytes + max(0, 3712 - pred.host_bytes))
+    assert ctx.arena.bytes - pred.cortex_m_bytes - max(0, 3712 - pred.host_bytes) <= 256 + 16
     assert ctx.labels == ("zero", "one", "two", "three")
     with pytest.raises(ArtifactError, match="min_arena_bytes"):
         build_context(golden_model, load_board("nucleo-f746zg"), report={"arena": {"recorded_total_bytes": 9}})
 
 
-def test_estimate_without_report_runs_in_tflm_and_is_flagged(tiny, tmp_path):
+def test_arena_without_report_is_flagged_and_the_host_prediction_runs_in_tflm(tiny, tmp_path):
     model, _ = tiny
     out = generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw")
     settings = (out / "model_settings.h").read_text()
     assert '#define OFA_ARENA_SOURCE "estimate"' in settings and "WARNING: this is an estimate" in settings
-    est = estimate_arena_bytes(inspect_tflite(model))
-    # The estimate must be enough for the real runtime (64-bit, which needs more than Cortex-M). The
-    # runtime segfaults on a too-small arena, so it runs in a child process.
+    host = predict_arena(inspect_tflite(model), "cortex-m4").host_bytes
+    # The same model's 64-bit figure must be enough for the real runtime (which needs more than
+    # Cortex-M). The runtime segfaults on a too-small arena, so it runs in a child process.
     code = ("import numpy as np; from tflite_micro.python.tflite_micro import runtime as r; "
-            f"i = r.Interpreter.from_file({str(model)!r}, arena_size={est}); "
+            f"i = r.Interpreter.from_file({str(model)!r}, arena_size={host}); "
             "i.set_input(np.zeros((1, 8, 8, 1), np.int8), 0); i.invoke(); print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]

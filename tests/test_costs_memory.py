@@ -57,7 +57,7 @@ def test_fast_facts_agree_with_graph():
         f, g = _facts(space, arch), _graph(space, arch)
         assert f.model_bytes == model_bytes(g)
         assert f.op_count == len(g.ops) and f.op_kinds == g.op_kinds
-        assert [OP_CLASSES[i] for i in f.cls_index] == [op_class(op) for op in g.ops]
+        assert [OP_CLASSES[i] for i in f.cls_index] == [op_class(g, op) for op in g.ops]
         assert list(f.work) == [op_work(g, op) for op in g.ops]
         c = estimate(space, arch, _board())
         lat, flash, sram_floor = quick_costs(space, arch, _board())

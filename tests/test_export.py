@@ -175,8 +175,9 @@ def test_inspect_tiny_model(tiny_tflite):
     assert info.input.shape == (1, 8, 8, 1) and info.model_bytes == path.stat().st_size
     # Floor by hand: during the 1x1 conv the residual x (8x8x8), the depthwise output and the conv
     # output (8x8x8 each) are all live: 3 * 512 B.
-    assert info.live_activation_bytes()[:4] == [64 + 512, 1024, 1536, 1536]
-    assert info.activation_floor_bytes() == 1536
+    from pipeline.costs import activation_floor_bytes, graph_from_tflite, live_activation_bytes
+    assert live_activation_bytes(graph_from_tflite(info))[:4] == [64 + 512, 1024, 1536, 1536]
+    assert activation_floor_bytes(graph_from_tflite(info)) == 1536
     assert inspect_tflite(path.read_bytes()) == info
     check_tflm_int8(info, height=8, width=8, channels=1)
     with pytest.raises(ExportError, match="NHWC"):

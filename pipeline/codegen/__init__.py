@@ -13,14 +13,14 @@ from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import ArtifactError, BudgetError, UsageError
 from ..tflite.model_info import ModelInfo, read_tflite
-from .arena import ArenaPlan, cortex_m_arena_bytes, cmsis_nn_scratch, plan_arena
+from .arena import ArenaPlan, plan_arena
 from .context import (FirmwareContext, _tensor, board_context, check_contract, core_flags,
                       generator_version, model_data_lines)
 from .ops import TFLM_COMMIT, op_label, resolver_entries
 from .render import render_files
 
-__all__ = ["generate_firmware", "build_context", "cortex_m_arena_bytes", "cmsis_nn_scratch",
-           "measured_arena_bytes", "FirmwareContext", "MANIFEST"]
+__all__ = ["generate_firmware", "build_context", "plan_arena", "measured_arena_bytes", "FirmwareContext",
+           "MANIFEST"]
 
 MANIFEST = "firmware.json"
 MAX_LABEL_BYTES = 1024  # per label: kLabelLengths is uint16_t, and a label is for a display or a log line

@@ -4,10 +4,9 @@ SRAM accounting (what `sram_bytes` holds and what the search compares with `boar
 which already excludes the board's `reserved_sram_bytes` for stack, heap and HAL state):
 
   sram_bytes = firmware arena + APP_SRAM_BYTES
-  firmware arena = the kTensorArenaSize that ofa-mcu's codegen will write: the 64-bit host arena
-                   (predicted here, measured by export later) + the Cortex-M margin rule of
-                   pipeline/codegen/arena.py (largest CMSIS-NN scratch + 16 B, + 16 B per op),
-                   and never less than the 32-bit CMSIS-NN replay (`arena_bytes` with pointer_bytes=4).
+  firmware arena = the kTensorArenaSize that ofa-mcu's codegen will write for the same model: the
+                   32-bit CMSIS-NN replay on the board's core (`arena_bytes` with pointer_bytes=4)
+                   + FIRMWARE_SLACK_BYTES (`costs.arena.firmware_arena_bytes`, shared with codegen).
 
 `arena_bytes` is the replay for the requested pointer size: 4 -> the arena a CMSIS-NN firmware
 really needs on the board's core; 8 -> the host runtime's minimum (what `measure_arena` reports).
@@ -24,7 +23,8 @@ import numpy as np
 
 from ..supernet.space import SearchSpace, SubnetArch, layers
 from .flash import APP_CODE_BYTES, model_bytes_from_counts, runtime_code_bytes
-from .graph import DEFAULT_FC_PER_CHANNEL, Graph, graph_from_layers
+from .arena import firmware_arena_bytes
+from .graph import DEFAULT_FC_PER_CHANNEL, Graph, activation_floor_bytes, graph_from_layers, live_activation_bytes
 from .latency import OP_CLASSES, LatencyModel, load_calibration, op_class, op_work
 from .memory import ALIGN, ArenaEstimate, arena_bytes, cmsis_scratch_bytes
 
@@ -54,17 +54,6 @@ class Costs:
         return asdict(self)
 
 
-def firmware_arena_rule(host_arena_bytes: int, max_scratch_bytes: int, op_count: int) -> int:
-    """kTensorArenaSize from a 64-bit host arena: pipeline/codegen/arena.py's rule (one source of truth)."""
-    try:
-        from ..codegen.arena import ScratchPlan, cortex_m_arena_bytes
-    except ImportError:   # codegen not installed in this checkout: same arithmetic, documented there
-        total = host_arena_bytes + ((max_scratch_bytes + ALIGN - 1) // ALIGN * ALIGN + ALIGN
-                                    if max_scratch_bytes else 0) + 16 * op_count
-        return (total + ALIGN - 1) // ALIGN * ALIGN
-    return cortex_m_arena_bytes(host_arena_bytes, ScratchPlan(max_scratch_bytes, "", 0, op_count))
-
-
 @dataclass(frozen=True)
 class _ArchFacts:
     """What the cheap checks need, read straight off `layers()` (the graph is built only for the replay)."""
@@ -75,7 +64,7 @@ class _ArchFacts:
     op_kinds: tuple[str, ...]
     cls_index: np.ndarray      # op class index per op
     work: np.ndarray           # work per op (MACs or elements, see latency.py)
-    floor_bytes: int           # max over ops of its live activations: a lower bound of the planned head
+    floor_bytes: int           # `activation_floor_bytes` of the graph: a lower bound of the planned head
 
 
 _LAYER_OP = {"conv": "CONV_2D", "pw_expand": "CONV_2D", "pw_project": "CONV_2D", "dw": "DEPTHWISE_CONV_2D",
@@ -117,12 +106,10 @@ def _facts(space: SearchSpace, arch: SubnetArch) -> _ArchFacts:
             n_tensors += 3
             cls.append(_CLS["pw" if kind != "dw" and k == 1 else ("dw" if kind == "dw" else "conv")])
             work.append(layer.macs)
-            floor = max(floor, in_b + out_b)
         elif kind == "add":
             n_tensors += 1
             cls.append(_CLS["add"])
             work.append(h * w * c)
-            floor = max(floor, 2 * in_b + out_b)
         elif kind == "pool" and ih * iw == 1:
             continue            # the converter drops a mean over a 1x1 map
         elif kind == "pool":
@@ -130,16 +117,15 @@ def _facts(space: SearchSpace, arch: SubnetArch) -> _ArchFacts:
             n_tensors += 2
             cls.append(_CLS["pool"])
             work.append(ih * iw * cin)
-            floor = max(floor, in_b + out_b)
         elif kind == "fc":
             data += c * cin + 4 * c
             channels += 2 * c if DEFAULT_FC_PER_CHANNEL else 2
             n_tensors += 3
             cls.append(_CLS["fc"])
             work.append(layer.macs)
-            floor = max(floor, _a16(cin) + out_b)
     kinds = tuple(sorted({_LAYER_OP[l.kind] for l in net
                           if not (l.kind == "pool" and l.in_shape[0] * l.in_shape[1] == 1)}))
+    floor = activation_floor_bytes(_graph(space, arch))
     return _ArchFacts(model_bytes_from_counts(data, channels, n_tensors, len(cls)), macs, params, len(cls),
                       kinds, np.array(cls, dtype=np.int64), np.array(work, dtype=np.float64), floor)
 
@@ -155,14 +141,10 @@ def _host_arena(space: SearchSpace, arch: SubnetArch) -> ArenaEstimate:
 
 
 @lru_cache(maxsize=65536)
-def _device_arena(space: SearchSpace, arch: SubnetArch, pointer_bytes: int, kind: str) -> tuple[int, int]:
-    """(replayed arena, largest CMSIS-NN scratch) for a core kind."""
-    g = _graph(space, arch)
-    core = _KIND_CORE[kind]
+def _device_arena(space: SearchSpace, arch: SubnetArch, pointer_bytes: int, kind: str) -> int:
+    """Replayed arena for a core kind (CMSIS-NN buffers depend only on the core's cmsis_nn_kernels)."""
     runtime = "cortex-m" if pointer_bytes == 4 else "host"
-    est = arena_bytes(g, pointer_bytes=pointer_bytes, runtime=runtime, core=core)
-    max_scratch = max((cmsis_scratch_bytes(op.kind, op.layer, core=core) for op in g.ops), default=0)
-    return est.total, max_scratch
+    return arena_bytes(_graph(space, arch), pointer_bytes=pointer_bytes, runtime=runtime, core=_KIND_CORE[kind]).total
 
 
 def _latency_model(board, calibration) -> LatencyModel:
@@ -195,8 +177,8 @@ def estimate(space: SearchSpace, arch: SubnetArch, board, *, pointer_bytes: int 
     f = _facts(space, arch)
     host = _host_arena(space, arch)
     kind = board.cmsis_nn_kernels  # boards/cores/<core>.yaml
-    dev_arena, max_scratch = _device_arena(space, arch, pointer_bytes, kind)
-    fw_arena = max(firmware_arena_rule(host.total, max_scratch, f.op_count), dev_arena)
+    dev_arena = _device_arena(space, arch, pointer_bytes, kind)
+    fw_arena = firmware_arena_bytes(dev_arena if pointer_bytes == 4 else _device_arena(space, arch, 4, kind))
     lat = _latency_model(board, calibration)
     o, u = lat.vectors()
     cycles = float(np.sum(o[f.cls_index] + u[f.cls_index] * f.work))
@@ -218,21 +200,10 @@ def layer_costs(space: SearchSpace, arch: SubnetArch, board, *, calibration: Any
     """Per-op breakdown: op, layer, shapes, MACs, params, cycles, ms, CMSIS-NN scratch, live bytes."""
     g = _graph(space, arch)
     lat = _latency_model(board, calibration)
-    # Live activation bytes per op (inputs, outputs and tensors kept for later ops).
-    first, last = {}, {}
-    for t in g.inputs:
-        first[t] = last[t] = -1
-    for i, op in enumerate(g.ops):
-        for t in op.outputs:
-            first.setdefault(t, i)
-        for t in (*op.inputs, *op.outputs):
-            if not g.tensors[t].const:
-                last[t] = i
+    live = live_activation_bytes(g)
     rows = []
     for i, op in enumerate(g.ops):
-        live = sum(math.ceil(g.tensors[t].nbytes / ALIGN) * ALIGN
-                   for t in last if first.get(t, -1) <= i <= last[t])
-        cls = op_class(op)
+        cls = op_class(g, op)
         cyc = lat.op_cycles(cls, op_work(g, op))
         layer = op.layer
         rows.append({
@@ -241,6 +212,6 @@ def layer_costs(space: SearchSpace, arch: SubnetArch, board, *, calibration: Any
             "kernel": layer.kernel if layer else 1, "stride": layer.stride if layer else 1,
             "macs": layer.macs if layer else 0, "params": layer.params if layer else 0,
             "cycles": int(round(cyc)), "ms": cyc / board.clock_hz * 1e3,
-            "cmsis_scratch_bytes": cmsis_scratch_bytes(op.kind, layer, core=board.core),
-            "live_activation_bytes": live})
+            "cmsis_scratch_bytes": cmsis_scratch_bytes(g, op, board.core),
+            "live_activation_bytes": live[i]})
     return rows

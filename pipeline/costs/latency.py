@@ -1,42 +1,39 @@
-"""Latency: cycles per op from its shape, with per-core CMSIS-NN coefficients; ms from the board clock.
+"""Latency: cycles per op from its shape, with per-core TFLM + CMSIS-NN coefficients; ms from the board clock.
 
-Each op falls in one class and costs `overhead + per_unit * work` cycles:
+Each op falls in one class and costs `overhead + per_unit * work` cycles (`op_cycles`, the one per-op
+function: `estimate` applies it to an arch's graph, `inspect_model` to any .tflite's graph):
 
-  class   ops                          work
-  conv    CONV_2D with k > 1 (stem)     MACs
-  pw      CONV_2D 1x1                   MACs
-  dw      DEPTHWISE_CONV_2D             MACs
-  fc      FULLY_CONNECTED               MACs
-  add     ADD                           output elements
-  pool    MEAN / AVERAGE_POOL_2D        input elements
-  other   RESHAPE, ...                  output elements
+  class   ops                                   work
+  conv    CONV_2D with a kernel larger than 1x1 MACs
+  pw      CONV_2D 1x1                           MACs
+  dw      DEPTHWISE_CONV_2D                     MACs
+  fc      FULLY_CONNECTED                       MACs
+  add     ADD, SUB, MUL                         output elements
+  pool    MEAN, AVERAGE_POOL_2D, MAX_POOL_2D    input elements
+  other   RESHAPE, SOFTMAX, QUANTIZE, ...       output elements
 
-Default coefficients (CMSIS-NN int8 kernels; derivations in ../../shared/ANCHORS.md 'Latency anchors'):
-- Cortex-M4: MLPerf Tiny ResNet-8 (12.5 M MACs, 3x3 convs) with microTVM + CMSIS-NN on NUCLEO-L4R5ZI
-  ran 390 ms at 120 MHz = 3.7 cycles/MAC -> conv 3.7. 1x1 convs skip im2col (arm_convolve_1x1_s8_fast):
-  pw 3.0. Depthwise kernels cannot pair MACs as well (SMLAD over channels, strided loads): 2x pw.
-- Cortex-M7: MCUNet mcunet-in2 (67.3 M MACs, ~80% pointwise, ~15% depthwise) with CMSIS-NN on
-  STM32H743 at 480 MHz: 642 ms = 4.6 cycles/MAC for the whole model; pw 4.0, dw 8.0, conv 4.6 reproduce
-  it (0.8*4.0 + 0.15*8.0 + 0.05*4.6 = 4.63). Memory wait states at 480 MHz explain the higher figure
-  than on the M4.
-- Cortex-M33: same DSP extension (SMLAD) as the M4; MLPerf Tiny ResNet-8 with X-CUBE-AI took
-  109.5 ms on NUCLEO-U575ZI-Q (160 MHz, 1.40 cycles/MAC) vs 165 ms on the L4R5 (120 MHz, 1.58
-  cycles/MAC): 0.89 x the M4 coefficients.
-- Cortex-M0+: no DSP extension, so CMSIS-NN runs its portable C loops (one MAC = two byte loads,
-  sign extension, a multiply and an add, ~9 instructions, 1-2 cycles each on the 2-stage pipeline):
-  estimated 3 x the M4 per MAC. No public CMSIS-NN figure for the M0+ was found: calibrate.
-- Cortex-M55: Helium (MVE) processes 16 int8 lanes per beat pair; Arm quotes up to 5x the M4's ML
-  throughput (Arm Cortex-M55 product brief); taken as 0.25 x the M4 per MAC.
-- Per-op overhead: TFLM's Invoke loop, the kernel's parameter set-up and the CMSIS-NN wrapper
-  dispatch, about 2,000-4,000 cycles per op on an M4 (MicroNets, MLSys 2021: latency is linear in op
-  count with a per-op intercept); 3,000 is used, scaled like the per-MAC figures.
-These are starting points: `fit_latency` replaces them with per-board coefficients fitted to cycles
-measured on the board (`ofa-mcu profile`), stored in a calibration JSON that `estimate` reads.
+Default coefficients come from published measurements, committed as data in `latency_published.yaml`
+(model, board, MCU, clock, runtime, latency, MLPerf Tiny round and path) and fitted by `fit_published`:
+
+1. Cortex-M4, TFLite Micro + CMSIS-NN: the four MLPerf Tiny v0.5 reference latencies on NUCLEO-L4R5ZI
+   (120 MHz). Fitted: cycles per MAC of convolutions (conv and pw share one figure) and of fully
+   connected ops, by least squares on the relative error. Fixed priors (not identifiable from four
+   whole-model figures; sources in the YAML): per-op overheads, depthwise = 2.31 x conv per MAC, and
+   per-element costs of add/pool/other, which are below 1 % of every calibration model's cycles.
+2. Other cores: the M4 coefficients times a core factor, the geometric mean over every (runtime,
+   model) published on an M4 part and on a part with that core (Plumerai, Bosch HALE, X-CUBE-AI:
+   cycles = latency x clock). No TFLM figure exists for them on a shipped board; the factor assumes
+   TFLM's kernels gain what the other runtimes gain on that core. Cortex-M3 and M55 have no
+   published pair: priors, named in the YAML.
+
+`fit_latency` replaces the defaults with per-board coefficients fitted to per-op cycles measured on the
+board (`ofa-mcu profile`), stored in a calibration JSON that `estimate` reads.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -44,46 +41,140 @@ import numpy as np
 
 from .._io import read_json, write_json
 from ..errors import ArtifactError, ConfigError
-from .graph import Graph
+from .graph import Graph, op_geometry
 
 OP_CLASSES = ("conv", "pw", "dw", "fc", "add", "pool", "other")
 CALIBRATION_VERSION = 1
-
-_M4 = {"conv": (3000, 3.7), "pw": (3000, 3.0), "dw": (3000, 6.0), "fc": (2000, 3.0),
-       "add": (2000, 4.0), "pool": (2000, 3.0), "other": (500, 0.5)}
-
-
-def _scaled(table: Mapping[str, tuple[float, float]], f_unit: float, f_over: float,
-            unit_overrides: Mapping[str, float] | None = None) -> dict[str, tuple[float, float]]:
-    out = {k: (o * f_over, u * f_unit) for k, (o, u) in table.items()}
-    for k, u in (unit_overrides or {}).items():
-        out[k] = (out[k][0], u)
-    return out
+PUBLISHED = Path(__file__).with_name("latency_published.yaml")
+MAC_CLASSES = ("conv", "pw", "dw", "fc")
 
 
-# core -> class -> (overhead cycles, cycles per unit of work)
-DEFAULT_COEFFICIENTS: dict[str, dict[str, tuple[float, float]]] = {
-    "cortex-m4": dict(_M4),
-    "cortex-m7": _scaled(_M4, 1.0, 1.0, {"conv": 4.6, "pw": 4.0, "dw": 8.0, "fc": 4.0}),
-    "cortex-m33": _scaled(_M4, 0.89, 0.89),
-    "cortex-m3": _scaled(_M4, 3.0, 1.2),
-    "cortex-m0plus": _scaled(_M4, 3.0, 1.5),
-    "cortex-m55": _scaled(_M4, 0.25, 0.8),
-}
+@lru_cache(maxsize=1)
+def published_data() -> dict:
+    import yaml
+    return yaml.safe_load(PUBLISHED.read_text())
 
 
-def op_class(op) -> str:
+def _model_terms(classes: Mapping[str, Sequence[int]], priors: Mapping, factor: float = 1.0
+                 ) -> tuple[float, float, float]:
+    """Cycles of one model as (coefficient of u_mac, coefficient of u_fc, fixed part) on the M4."""
+    over = priors["overhead_cycles_m4"]
+    a = f = b = 0.0
+    for cls, (n_ops, work) in classes.items():
+        b += over[cls] * n_ops
+        if cls in ("conv", "pw"):
+            a += work
+        elif cls == "dw":
+            a += priors["dw_over_conv_per_mac"] * work
+        elif cls == "fc":
+            f += work
+        else:
+            b += priors[f"{cls}_cycles_per_element"] * work
+    return a * factor, f * factor, b * factor
+
+
+def _fit_m4(points: list[tuple[tuple[float, float, float], float]], tie_fc: bool) -> tuple[float, float]:
+    """(u_mac, u_fc) minimising the squared relative error over (terms, published cycles) points."""
+    rows, rhs = [], []
+    for (a, f, b), cyc in points:
+        rows.append([a / cyc + (f / cyc if tie_fc else 0.0)] + ([] if tie_fc else [f / cyc]))
+        rhs.append(1.0 - b / cyc)
+    sol, *_ = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)
+    return (float(sol[0]), float(sol[0])) if tie_fc else (float(sol[0]), float(sol[1]))
+
+
+def m4_table(u_mac: float, u_fc: float, priors: Mapping) -> dict[str, tuple[float, float]]:
+    over = priors["overhead_cycles_m4"]
+    per = {"conv": u_mac, "pw": u_mac, "dw": priors["dw_over_conv_per_mac"] * u_mac, "fc": u_fc,
+           "add": priors["add_cycles_per_element"], "pool": priors["pool_cycles_per_element"],
+           "other": priors["other_cycles_per_element"]}
+    return {c: (float(over[c]), float(per[c])) for c in OP_CLASSES}
+
+
+def fit_published(data: Mapping | None = None) -> dict:
+    """The per-core coefficients from the published measurements (see the module docstring).
+
+    Returns {"coefficients": {core: {class: (overhead, per_unit)}}, "core_factor": {core: f},
+    "m4_fit": {...}, "leave_one_out": [...]}: the last two say what was fitted on what."""
+    data = data or published_data()
+    models, priors = data["models"], data["priors"]
+    meas = data["measurements"]
+    tflm = [m for m in meas if m["tflm_based"] and m["core"] == "cortex-m4"]
+    points = [(_model_terms(models[m["model"]]["classes"], priors), m["latency_ms"] * 1e-3 * m["clock_hz"])
+              for m in tflm]
+    u_mac, u_fc = _fit_m4(points, tie_fc=False)
+    loo = []
+    for i, m in enumerate(tflm):
+        rest = points[:i] + points[i + 1:]
+        fc_identified = any(p[0][1] > 0.02 * (p[0][0] + p[0][1]) for p in rest)
+        um, uf = _fit_m4(rest, tie_fc=not fc_identified)
+        (a, f, b), cyc = points[i]
+        loo.append({"model": m["model"], "ratio": round((um * a + uf * f + b) / cyc, 4),
+                    "u_fc": "fitted" if fc_identified else "tied to u_mac (no FC-dominated model left)"})
+    # Cross-core factors: cycles on a core / cycles on the M4 part, same runtime and model.
+    base = {(m["runtime"], m["model"]): m["latency_ms"] * m["clock_hz"] for m in meas
+            if m["core"] == "cortex-m4" and not m["tflm_based"]}
+    logs: dict[str, list[float]] = {}
+    for m in meas:
+        key = (m["runtime"], m["model"])
+        if m["core"] != "cortex-m4" and key in base:
+            logs.setdefault(m["core"], []).append(math.log(m["latency_ms"] * m["clock_hz"] / base[key]))
+    factor = {"cortex-m4": 1.0}
+    factor.update({c: round(math.exp(sum(v) / len(v)), 4) for c, v in sorted(logs.items())})
+    factor.setdefault("cortex-m3", float(priors["cortex-m3_factor"]))
+    factor.setdefault("cortex-m55", float(priors["cortex-m55_factor"]))
+    m4 = m4_table(round(u_mac, 4), round(u_fc, 4), priors)
+    coeffs = {core: {c: (round(o * f, 1), round(u * f, 4)) for c, (o, u) in m4.items()}
+              for core, f in factor.items()}
+    return {"coefficients": coeffs, "core_factor": factor,
+            "m4_fit": {"u_mac": round(u_mac, 4), "u_fc": round(u_fc, 4), "points": len(points)},
+            "leave_one_out": loo}
+
+
+def write_published_fit(fit: Mapping, path: str | Path = PUBLISHED) -> Path:
+    """Rewrite the `coefficients` / `core_factor` sections (the file's tail) with `fit`, atomically."""
+    from .._io import write_text
+    text = Path(path).read_text()
+    head = text[:text.index("\ncoefficients:\n") + 1]
+    lines = ["coefficients:"]
+    for core in sorted(fit["coefficients"]):
+        cells = ", ".join(f"{c}: [{o}, {u}]" for c, (o, u) in fit["coefficients"][core].items())
+        lines.append(f"  {core}: {{{cells}}}")
+    lines.append("core_factor: {" + ", ".join(f"{c}: {f}" for c, f in sorted(fit["core_factor"].items())) + "}")
+    m = fit["m4_fit"]
+    lines.append(f"m4_fit: {{u_mac: {m['u_mac']}, u_fc: {m['u_fc']}, points: {m['points']}}}")
+    lines.append("leave_one_out_ratio: {" + ", ".join(f"{r['model']}: {r['ratio']}" for r in fit["leave_one_out"])
+                 + "}  # estimate / published with that model left out of the M4 fit")
+    return write_text(path, head + "\n".join(lines) + "\n")
+
+
+def _committed() -> dict[str, dict[str, tuple[float, float]]]:
+    d = published_data()
+    return {core: {c: (float(v[0]), float(v[1])) for c, v in table.items()}
+            for core, table in d["coefficients"].items()}
+
+
+# core -> class -> (overhead cycles, cycles per unit of work), as committed in latency_published.yaml
+DEFAULT_COEFFICIENTS: dict[str, dict[str, tuple[float, float]]] = _committed()
+
+
+_KIND_CLASS = {"DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc", "ADD": "add", "SUB": "add", "MUL": "add",
+               "MEAN": "pool", "AVERAGE_POOL_2D": "pool", "MAX_POOL_2D": "pool"}
+
+
+def op_class(graph: Graph, op) -> str:
+    """The latency class of one op, from its tensors (the same for supernet and .tflite graphs)."""
     if op.kind == "CONV_2D":
-        return "pw" if op.layer is not None and op.layer.kernel == 1 else "conv"
-    return {"DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc", "ADD": "add", "MEAN": "pool",
-            "AVERAGE_POOL_2D": "pool"}.get(op.kind, "other")
+        flt = graph.tensors[op.inputs[1]].shape
+        return "pw" if len(flt) == 4 and flt[1] == 1 and flt[2] == 1 else "conv"
+    return _KIND_CLASS.get(op.kind, "other")
 
 
 def op_work(graph: Graph, op) -> int:
-    """MACs for conv-like ops, elements for the rest."""
-    cls = op_class(op)
+    """MACs for conv-like ops (`graph.op_geometry`), input elements for pooling, output elements else."""
+    cls = op_class(graph, op)
     if cls in ("conv", "pw", "dw", "fc"):
-        return int(op.layer.macs)
+        return int(op_geometry(graph, op).macs)
     shape = graph.tensors[op.inputs[0] if cls == "pool" else op.outputs[0]].shape
     return int(math.prod(shape))
 
@@ -220,7 +311,7 @@ def fit_latency(measurements: Iterable[Mapping], board, *, min_rows: int = 2) ->
 
 
 def graph_cycles(graph: Graph, model: LatencyModel) -> list[float]:
-    return [model.op_cycles(op_class(op), op_work(graph, op)) for op in graph.ops]
+    return [model.op_cycles(op_class(graph, op), op_work(graph, op)) for op in graph.ops]
 
 
 def profile_rows(graph: Graph, cycles_per_op: Sequence[float]) -> list[dict]:
@@ -230,7 +321,7 @@ def profile_rows(graph: Graph, cycles_per_op: Sequence[float]) -> list[dict]:
                           hint="profile the model exported for this arch")
     rows = []
     for op, cyc in zip(graph.ops, cycles_per_op):
-        cls = op_class(op)
+        cls = op_class(graph, op)
         work = op_work(graph, op)
         key = "macs" if cls in ("conv", "pw", "dw", "fc") else "elements"
         rows.append({"op": op.kind, "class": cls, "kernel": op.layer.kernel if op.layer else 1,

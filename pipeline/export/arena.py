@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..costs.graph import activation_floor_bytes, graph_from_tflite
 from ..errors import ExportError
 from ..tflite.model_info import inspect_tflite
 
@@ -43,7 +44,7 @@ class ArenaReport:
     head_bytes: int  # non-persistent: planned activations (+ kernel scratch)
     tail_bytes: int  # persistent: eval tensors, quantization params, op data, node structs
     recorded_total_bytes: int  # head + tail as the recording allocator reports it (= arena_used_bytes())
-    floor_bytes: int  # analytic: largest live activation set of any op
+    floor_bytes: int  # analytic: largest live activation set of any op (costs.graph.activation_floor_bytes)
     breakdown: dict[str, dict[str, int]] = field(default_factory=dict)
     probes: list[Probe] = field(default_factory=list)
     runtime: str = "tflite-micro python runtime (x86-64, reference kernels)"
@@ -97,23 +98,40 @@ def _probe(model_path: Path, arena: int, inputs_path: Path, timeout_s: float) ->
     return True, msg["outputs_sha256"], r.stderr
 
 
+_INPUT_DTYPES = {"INT8": np.int8, "INT16": np.int16, "UINT8": np.uint8, "INT32": np.int32, "FLOAT32": np.float32}
+
+
+def _random_inputs(info, num_inputs: int, seed: int) -> np.ndarray:
+    """Seeded random samples of the model's input type over its whole range."""
+    dtype = _INPUT_DTYPES.get(info.input.dtype)
+    if dtype is None:
+        raise ExportError(f"the model's input type {info.input.dtype} cannot be probed",
+                          hint=f"inputs of type {', '.join(_INPUT_DTYPES)} are supported")
+    rng = np.random.default_rng(seed)
+    shape = (num_inputs, *info.input.shape[1:])
+    if dtype is np.float32:
+        return rng.standard_normal(shape).astype(np.float32)
+    lim = np.iinfo(dtype)
+    return rng.integers(lim.min, int(lim.max) + 1, size=shape, dtype=dtype)
+
+
 def measure_arena(tflite_path: str | os.PathLike, *, inputs_int8: np.ndarray | None = None,
                   num_inputs: int = 4, seed: int = 0, max_probes: int = 24,
                   timeout_s: float = 120.0) -> ArenaReport:
     """Exact minimum arena (bytes) for `tflite_path` plus the head/tail breakdown and analytic floor.
 
-    inputs_int8: samples (N x input shape, int8) run at every probe; random ones from `seed` if None.
+    inputs_int8: samples (N x input shape, of the model's input type: int8, or int16 for a 16x8 model)
+    run at every probe; random ones over the type's range from `seed` if None.
     """
     tflite_path = Path(tflite_path)
     info = inspect_tflite(tflite_path)
-    floor = info.activation_floor_bytes()
+    floor = activation_floor_bytes(graph_from_tflite(info))
     if inputs_int8 is None:
-        rng = np.random.default_rng(seed)
-        inputs_int8 = rng.integers(-128, 128, size=(num_inputs, *info.input.shape[1:]), dtype=np.int8)
+        inputs_int8 = _random_inputs(info, num_inputs, seed)
     probes: list[Probe] = []
     with tempfile.TemporaryDirectory(prefix="ofa-arena-") as tmp:
         inputs_path = Path(tmp) / "inputs.npy"
-        np.save(inputs_path, np.ascontiguousarray(inputs_int8, dtype=np.int8))
+        np.save(inputs_path, np.ascontiguousarray(inputs_int8, dtype=_INPUT_DTYPES.get(info.input.dtype, np.int8)))
 
         def run(arena: int, want: str | None) -> tuple[bool, str, str]:
             if len(probes) >= max_probes:

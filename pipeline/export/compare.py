@@ -133,8 +133,9 @@ def run_tflm(model_data: bytes, x_int8: np.ndarray, arena_bytes: int) -> np.ndar
 
 def safe_arena_bytes(model_data: bytes) -> int:
     """An arena comfortably above what TFLM needs, for in-process runs (a too-small one segfaults)."""
+    from ..costs.graph import activation_floor_bytes, graph_from_tflite
     info = inspect_tflite(model_data)
-    return int(max(16 * info.model_bytes, 4 * info.activation_floor_bytes(), 1 << 20))
+    return int(max(16 * info.model_bytes, 4 * activation_floor_bytes(graph_from_tflite(info)), 1 << 20))
 
 
 def crosscheck(tflite_path: str | os.PathLike, float_model, test_x_uint8: np.ndarray, test_y: np.ndarray,

@@ -2,8 +2,8 @@
 
 Uses the flatbuffer schema shipped with `tflite-micro` (pure Python, no TensorFlow import), so export,
 cost models, codegen, the serial tools and tests all inspect a model cheaply through `inspect_tflite`
-(or `read_tflite`, which also returns the file's bytes). `activation_floor_bytes` is the analytic lower
-bound on the activation arena: the largest set of activation tensors alive at any op.
+(or `read_tflite`, which also returns the file's bytes). Memory facts derived from a model (live
+activations, arena) are the cost models' job: `pipeline.costs.graph_from_tflite` and what follows it.
 """
 from __future__ import annotations
 
@@ -187,38 +187,10 @@ class ModelInfo:
     def is_activation(self, index: int) -> bool:
         return index >= 0 and not self.tensors[index].is_constant
 
-    def live_activation_bytes(self) -> list[int]:
-        """Per op: bytes of activation tensors alive while it runs (its inputs and outputs, plus any
-        tensor made earlier and read later, such as a residual branch; graph outputs stay live)."""
-        first: dict[int, int] = {i: -1 for i in self.inputs}
-        last: dict[int, int] = {}
-        for op in self.ops:
-            for i in op.outputs:
-                if self.is_activation(i):
-                    first.setdefault(i, op.index)
-            for i in (*op.inputs, *op.outputs):
-                if self.is_activation(i):
-                    last[i] = op.index
-        end = len(self.ops)
-        for i in self.outputs:
-            last[i] = end
-        per_op = []
-        for op in self.ops:
-            live = {i for i, f in first.items() if f <= op.index <= last.get(i, f)}
-            live |= {i for i in (*op.inputs, *op.outputs) if self.is_activation(i)}
-            per_op.append(sum(self.tensors[i].nbytes for i in live))
-        return per_op
-
-    def activation_floor_bytes(self) -> int:
-        """Analytic arena floor: the largest live activation set of any op (MCUNet's peak SRAM)."""
-        per_op = self.live_activation_bytes()
-        return max(per_op) if per_op else 0
-
     def to_dict(self) -> dict[str, Any]:
         return {"model_bytes": self.model_bytes, "weight_bytes": self.weight_bytes,
                 "schema_version": self.schema_version, "num_subgraphs": self.num_subgraphs,
                 "input": self.input.to_dict(), "output": self.output.to_dict(),
-                "activation_floor_bytes": self.activation_floor_bytes(),
                 "op_counts": _counts(self.op_names),
                 "ops": [op.to_dict(list(self.tensors)) for op in self.ops]}
 
