@@ -421,6 +421,8 @@ ALLOWED_LITERALS = {
     ("firmware_templates/common/README.md.j2", "1 MHz"): "the microsecond system timer of cores without DWT",
     ("firmware_templates/families/rp2040/board.c.j2", "1 MHz"): "pico-sdk time_us_64(): microseconds",
     ("pipeline/serial/sim.py", "100_000_000"): "VIRTUAL_CLOCK_HZ: the simulated board's clock when no board is given",
+    ("pipeline/validate.py", "20_000_000"): "upper bound of --baud (a sanity cap on user input, no board fact)",
+    ("pipeline/validate.py", "1_000_000"): "upper bounds of --samples and --calib (sanity caps, no board facts)",
 }
 
 

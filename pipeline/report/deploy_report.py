@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import _io
 from ..boards import Board
-from .escape import md_code, md_text
+from ..escape import md_code, md_text
 
 
 def _png(fig) -> bytes:

@@ -90,7 +90,7 @@ def catalog_data(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path
 def catalog_markdown(data: dict) -> str:
     """A table an engineer can paste into a wiki."""
     lat = data.get("latency_ms")
-    from ..report.escape import md_code, md_text
+    from ..escape import md_code, md_text
 
     lines = [f"# ofa-mcu catalog", "",
              f"Supernet {md_code(data['supernet'])}" + (f", latency budget {lat:g} ms" if lat else "")
