@@ -72,25 +72,15 @@ TINY_BOARD = """\
 id: tiny-sram
 name: "<script>alert(1)</script> | [x](javascript:alert(2))"
 vendor: test
-mcu: test
-core: cortex-m4
-fpu: fpv4-sp-d16
+soc: mps2-an386
 clock_hz: 25000000
-sram_bytes: 17408
-flash_bytes: 1048576
-flash_address: 0x00000000
-sram_banks:
-  - {name: SRAM, address: 0x20000000, size_bytes: 17408}
-arena_bank: SRAM
+budget: {sram_bytes: 17408, flash_bytes: 1048576}
 reserved_sram_bytes: 16384
 reserved_flash_bytes: 32768
-family: mps2
 flash_runner:
   tool: qemu
   args: ["-M", "mps2-an386", "-nographic", "-kernel", "{elf}"]
 serial: {baud: 115200, uart: CMSDK_UART0}
-qemu_machine: mps2-an386
-emulated: true
 sources: ["test fixture: a board whose usable SRAM (1 KiB) holds no model"]
 """
 
