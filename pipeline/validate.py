@@ -123,6 +123,8 @@ def _check_output(opt: str, path: str, *, is_file: bool) -> None:
 
     if not str(path).strip():
         raise UsageError(f"{opt} is empty", hint="name a folder, e.g. --out runs/NAME")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in str(path)):  # escape codes, newlines: not in a file name
+        raise UsageError(f"{opt} {_short(path)!r} holds control characters", hint="choose a plain path")
     p = Path(path)
     if is_file and p.is_dir():
         raise UsageError(f"{opt} {path}: is a folder; this option names a file", hint="e.g. --out result.json")
@@ -149,6 +151,8 @@ def check_args(command: str, args) -> None:
     for dest, value in values.items():
         if value is None or isinstance(value, bool):
             continue
+        if isinstance(value, str) and "\x00" in value:  # no path or name may hold one (the OS refuses it)
+            raise UsageError(f"{_option(dest)} holds a NUL character", hint="remove it")
         if dest in NUMBERS and isinstance(value, (int, float)):
             check_number(dest, value)
         elif dest in IN_FILES and isinstance(value, str):

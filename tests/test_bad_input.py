@@ -186,7 +186,7 @@ CASES = [
          2, "label 0"),
     Case("export --supernet a file", lambda c, o: ["export", "--supernet", str(c["d"] / "a_file"), "--arch",
                                                    "r24-w50k3e3", "--out", str(o)], 2, "a_file"),
-    Case("check --data with a 20000x20000 PNG", lambda c, o: ["train", "--data", f"folder:{c['bomb']}",
+    Case("train --data folder with a 20000x20000 PNG", lambda c, o: ["train", "--data", f"folder:{c['bomb']}",
                                                                "--out", str(o)], 4, "big.png: image too large"),
     Case("check --data unknown spec", lambda c, o: ["check", "--port", "sim", "--model", str(c["model"]),
                                                     "--data", "nosuch:thing", "--out", str(o)], 4, "nosuch"),
