@@ -105,6 +105,7 @@ class FirmwareContext:
     core: CoreFlags
     tflm_commit: str
     report_used: bool
+    data_spec: str = ""                    # the dataset the model was exported with (export report), or ""
 
 
 def _tensor(t: TensorInfo) -> TensorContext:
@@ -116,8 +117,11 @@ def core_flags(board: Board) -> CoreFlags:
     mcpu = board.mcpu
     hard = board.fpu != "none"
     flags = [f"-mcpu={mcpu}", "-mthumb"]
+    # Cortex-M55: -mfpu=auto keeps the CPU's MVE (Helium) extension that an explicit FPU name would drop;
+    # CMSIS-NN picks its MVE kernels from __ARM_FEATURE_MVE. TFLM's make does the same without FPU=.
+    fpu = "auto" if board.core == "cortex-m55" and hard else board.fpu
     if hard:
-        flags += [f"-mfpu={board.fpu}", "-mfloat-abi=hard"]
+        flags += [f"-mfpu={fpu}", "-mfloat-abi=hard"]
     else:
         flags += ["-mfloat-abi=soft"]
     arch = {"cortex-m0plus": "cortex-m0plus", "cortex-m3": "cortex-m3"}.get(board.core)
@@ -125,7 +129,7 @@ def core_flags(board: Board) -> CoreFlags:
         arch = board.core + ("+fp" if hard and board.core in ("cortex-m4", "cortex-m7") else "")
     if board.core in ("cortex-m33", "cortex-m55") and not hard:
         arch = board.core + "+nofp" if board.core == "cortex-m55" else "cortex-m33+nodsp"
-    return CoreFlags(mcpu, board.fpu, "hard" if hard else "soft", arch, board.has_dwt_cyccnt, " ".join(flags))
+    return CoreFlags(mcpu, fpu, "hard" if hard else "soft", arch, board.has_dwt_cyccnt, " ".join(flags))
 
 
 # Flash runner -> (program, how to install it).
