@@ -103,6 +103,10 @@ def test_second_folder_on_the_same_core_reuses_the_cached_library(model, tmp_pat
     assert lib_a == lib_b and Path(lib_b).exists()
     assert Path(lib_b).stat().st_mtime_ns == before, "the second folder rebuilt the cached library"
     assert (fw_b / "app.elf").exists()
+    # `make -j` reaches TFLite Micro's own make through the jobserver (no "-j1" fallback)
+    r = subprocess.run(["make", "-j2", "tflm"], cwd=fw_b, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "jobserver unavailable" not in r.stdout + r.stderr
 
 
 ARENA_BOARDS = ["qemu-mps2-an386", "qemu-mps2-an500"]
