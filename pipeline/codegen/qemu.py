@@ -92,17 +92,27 @@ def min_arena_on_target(fw_dir: str | Path, machine: str, tflm_dir: str | None, 
                         step: int = 16, log=lambda _m: None) -> tuple[int, int]:
     """The smallest tensor arena (to `step` bytes) the generated firmware runs its model in on the emulated
     core: bisection over ARENA_BYTES builds, each booted in QEMU and asked for one inference (a too-small
-    arena makes the firmware refuse INVOKE). `upper_bytes` must run. Returns (minimum, probes)."""
+    arena makes the firmware refuse INVOKE). The search starts at `upper_bytes` (the reserved size) and walks
+    down (or up, if it does not run) in growing gaps, then bisects. Returns (minimum, probes)."""
     def runs(n_steps: int) -> bool:
         ok = invoke_once(build_with_arena(fw_dir, tflm_dir, n_steps * step), machine)
         log(f"  arena {n_steps * step:>8} B: {'runs' if ok else 'fails'}")
         return ok
 
     hi = -(-upper_bytes // step)  # in steps: hi runs, lo fails (or is 0)
-    if not runs(hi):
-        raise RuntimeError(f"the firmware does not run with {upper_bytes} B of arena on {machine}")
     probes, gap = 1, 16  # 256 B first: the slack the arena rule aims for
-    while True:  # walk down in growing gaps until a size fails
+    if not runs(hi):  # `upper_bytes` is too small: walk up in growing gaps until a size runs
+        lo = hi
+        while True:
+            hi, gap = hi + gap, gap * 4
+            probes += 1
+            if hi * step > 64 * upper_bytes + (1 << 20):
+                raise RuntimeError(f"the firmware does not run on {machine} with up to {hi * step} B of arena")
+            if runs(hi):
+                break
+            lo = hi
+        gap = 0
+    while gap:  # walk down in growing gaps until a size fails
         lo = max(hi - gap, 0)
         if lo == 0:
             break
