@@ -152,7 +152,8 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
     stale: list[str] = []
     if previous.exists():
         try:
-            stale = [n for n in read_json(previous).get("files", []) if n not in files and "/" not in n]
+            stale = [n for n in read_json(previous).get("files", [])
+                     if n not in files and n != MODEL_COPY and "/" not in n]
         except ArtifactError:
             stale = []
     for name, text in files.items():
@@ -169,6 +170,7 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
         write_json(out / REPORT_COPY, rep)
     if rep is not None:
         copies.append(REPORT_COPY)
+        stale = [n for n in stale if n != REPORT_COPY]
     for name in stale:  # generated last time for another family (e.g. startup.c), not any user file
         (out / name).unlink(missing_ok=True)
     write_json(out / MANIFEST, {
