@@ -1,4 +1,5 @@
-"""`ofa-mcu demo`: the whole pipeline on the built-in digits, checked on an emulated board's virtual twin."""
+"""`ofa-mcu demo`: the whole pipeline on the built-in digits, checked on an emulated board: the firmware in
+QEMU when it can be built here, else the host runtime on the board's virtual twin (and the report says which)."""
 from __future__ import annotations
 
 import time
@@ -13,9 +14,10 @@ def demo(out: str | Path = "runs/demo", board: str = DEFAULT_BOARD, *, seed: int
     t0 = time.perf_counter()
     out = Path(out)
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
-    say(f"demo: train a supernet on builtin:digits, then search, export, generate firmware and check on "
-        f"{board} (virtual board); artifacts in {out}/")
-    report = deploy(DeployOptions(board=board, run_dir=out, data="builtin:digits", port="sim", seed=seed,
+    say(f"demo: train a supernet on builtin:digits, then search, export, generate firmware and check it on "
+        f"{board}: the firmware itself in QEMU when arm-none-eabi-gcc, a TFLite Micro tree (TFLM_DIR) and "
+        f"qemu-system-arm are here, else the host runtime on a virtual board; artifacts in {out}/")
+    report = deploy(DeployOptions(board=board, run_dir=out, data="builtin:digits", port=None, seed=seed,
                                   quiet=quiet))
     board_dir = out / "boards" / board
     say("")

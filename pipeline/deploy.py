@@ -33,7 +33,7 @@ class DeployOptions:
     latency_ms: float | None = None
     sram_kb: float | None = None
     flash_kb: float | None = None
-    port: str = "sim"
+    port: str | None = None               # None: the firmware in QEMU on emulated boards when it can be built, else sim
     seed: int = 0
     threads: int = 1
     check_limit: int | None = None
@@ -47,22 +47,32 @@ def _echo(opts: DeployOptions) -> Callable[[str], None]:
     return (lambda _m: None) if opts.quiet else (lambda m: print(m, flush=True))
 
 
-def _tool_status(board: Board, port: str) -> dict[str, str | None]:
+def _tool_status(board: Board, port: str | None, fw_dir: Path | None = None) -> dict[str, str | None]:
     """Why build / flash cannot run here, or None when they can."""
+    from .codegen.make import remembered_tflm_dir
+
     build = None
     if shutil.which("arm-none-eabi-gcc") is None:
         build = "arm-none-eabi-gcc not found (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"
-    elif not os.environ.get("TFLM_DIR"):
+    elif not (os.environ.get("TFLM_DIR") or (fw_dir is not None and remembered_tflm_dir(fw_dir))):
         build = "TFLM_DIR is not set (run `make tflm` in the firmware folder for how to get a TFLite Micro tree)"
     if build:
         flash = "nothing built"
     elif board.emulated:
         flash = None if shutil.which("qemu-system-arm") else "qemu-system-arm not found"
-    elif port == "sim":
-        flash = "no hardware port given (--port sim checks on the virtual board)"
+    elif port in (None, "sim"):
+        flash = "no hardware port given (--port sim checks the host runtime on a virtual board, not the firmware)"
     else:
         flash = None
     return {"build": build, "flash": flash}
+
+
+def check_port(board: Board, port: str | None, missing: dict[str, str | None]) -> str:
+    """The port the check uses: as given; else on an emulated board the firmware in QEMU when it could be
+    built and QEMU is here (`qemu`), else the virtual board (`sim`: the host runtime, not the firmware)."""
+    if port is not None:
+        return port
+    return "qemu" if board.emulated and not (missing["build"] or missing["flash"]) else "sim"
 
 
 def deploy(opts: DeployOptions) -> dict:
@@ -124,7 +134,8 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
     stages.run("codegen", codegen_hash, ["firmware/Makefile", "firmware/main.cc"], run_codegen, echo)
 
     # build + flash, when this machine can
-    missing = _tool_status(board, opts.port)
+    missing = _tool_status(board, opts.port, fw_dir)
+    port = check_port(board, opts.port, missing)
     built = False
     if missing["build"]:
         echo(f"build    skipped: {missing['build']}")
@@ -144,21 +155,28 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
     elif built and not board.emulated:  # an emulated board has nothing to program; `make sim` runs it
         from .codegen.make import flash
 
-        flash(fw_dir, port=opts.port)
+        flash(fw_dir, port=port)
         echo("flash    done")
 
     # check on the board (or the virtual board)
-    check_hash = hash_inputs(files=[model, board.path], params={"port": opts.port, "data": _data_spec(supernet_dir, opts),
-                                                    "limit": opts.check_limit, "seed": opts.seed})
+    # The firmware's own binary is part of a qemu check's inputs: a rebuilt firmware is checked again.
+    elf = fw_dir / "app.elf"
+    check_hash = hash_inputs(files=[model, board.path] + ([elf] if port == "qemu" and elf.exists() else []),
+                             params={"port": port, "data": _data_spec(supernet_dir, opts),
+                                     "limit": opts.check_limit, "seed": opts.seed})
 
     def run_check():
         from .serial import check
 
-        rep = check(opts.port, model, _data_spec(supernet_dir, opts), out_dir=board_dir, board=board,
-                    limit=opts.check_limit, seed=opts.seed, progress=not opts.quiet, log=lambda m: None)
+        rep = check(port, model, _data_spec(supernet_dir, opts), out_dir=board_dir, board=board,
+                    limit=opts.check_limit, seed=opts.seed, progress=not opts.quiet, log=lambda m: None,
+                    qemu_options={"firmware": fw_dir, "log": lambda m: None} if port == "qemu" else None)
         return {"line": _check_line(rep)}
 
-    if opts.port == "sim" or not (missing["flash"] or board.emulated):
+    if port == "sim" and board.emulated:
+        echo("check    on the virtual board: the host runtime, not the firmware "
+             f"({missing['build'] or missing['flash'] or 'asked for with --port sim'})")
+    if port in ("sim", "qemu") or not (missing["flash"] or board.emulated):
         stages.run("check", check_hash, ["check_report.json"], run_check, echo)
     else:
         echo(f"check    skipped: {missing['flash']}")

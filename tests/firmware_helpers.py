@@ -205,7 +205,8 @@ int main(void) {
     info.output_dtype = PROTO_DTYPE_INT8; info.output_bytes = OFA_OUTPUT_BYTES;
     info.output_scale = OFA_OUTPUT_SCALE; info.output_zero_point = OFA_OUTPUT_ZERO_POINT;
     info.arena_bytes = OFA_ARENA_BYTES; info.cycle_hz = BOARD_CYCLE_HZ;
-    info.flags = PROTO_FLAG_PROFILE | PROTO_FLAG_CYCLES_TIMER; info.window = 1;
+    info.flags = PROTO_FLAG_PROFILE | PROTO_FLAG_CYCLES_TIMER | (BOARD_COUNTS_INSTRUCTIONS ? PROTO_FLAG_INSTRUCTIONS : 0);
+    info.window = 1;
     cfg.info = &info; cfg.write = write_cb; cfg.invoke = fake_invoke; cfg.profile = fake_profile;
     cfg.rx_buf = rx_buf; cfg.rx_cap = sizeof rx_buf; cfg.tx_buf = tx_buf; cfg.tx_cap = sizeof tx_buf;
     cfg.input_buf = input_buf; cfg.input_cap = sizeof input_buf;

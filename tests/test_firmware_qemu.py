@@ -54,7 +54,9 @@ def test_protocol_selftest_in_qemu(model, board, tmp_path):
             assert info.model_hash == sha256_file(model)[:32]
             assert info.input_bytes == 28 * 28 * 3 and info.input_shape == (1, 28, 28, 3)
             assert info.output_bytes == 10
-            assert info.cycle_hz == 25_000_000
+            # QEMU -icount: the firmware counts instructions (1e9 per virtual second), and says so
+            assert info.cycle_hz == 1_000_000_000 and info.counts_instructions
+            assert info.measured_on == "firmware in QEMU"
             rng = np.random.default_rng(7)
             for _ in range(2):  # a second sample proves the input buffer is fully overwritten
                 data = rng.integers(0, 256, size=info.input_bytes, dtype=np.uint8).tobytes()
@@ -73,3 +75,40 @@ def test_protocol_selftest_in_qemu(model, board, tmp_path):
             client.close()
     finally:
         stop_qemu(proc)
+
+
+def _boot_selftest(model, board, tmp_path):
+    import serial
+
+    from pipeline.codegen import generate_firmware
+
+    fw = generate_firmware(model, board, tmp_path / "fw")
+    elf = link_selftest(fw, tmp_path)
+    proc, pty = start_qemu(elf, board.qemu_machine)
+    port = serial.Serial(pty, baudrate=115200, timeout=0.05)
+    proc.stdin.write("cont\n")
+    proc.stdin.flush()
+    return proc, port
+
+
+def test_profile_refuses_qemu_instructions_as_cycles_unless_told_how_to_convert(model, tmp_path):
+    """Firmware in QEMU counts instructions: `profile` will not write them as a cycle calibration, except with
+    an explicit cycles-per-instruction factor, which it applies and records."""
+    from pipeline.errors import UsageError
+    from pipeline.serial import profile
+
+    board = next(b for b in QEMU_BOARDS if b.id == "qemu-mps2-an386")
+    proc, port = _boot_selftest(model, board, tmp_path)
+    try:
+        with pytest.raises(UsageError, match="instructions"):
+            profile(port, model, board, out=tmp_path / "p.json", runs=1, timeout_s=2.0, log=lambda _m: None)
+        assert not (tmp_path / "p.json").exists()
+        cal = profile(port, model, board, out=tmp_path / "p.json", runs=1, timeout_s=2.0,
+                      cycles_per_instruction=1.5, log=lambda _m: None)
+    finally:
+        port.close()
+        stop_qemu(proc)
+    assert cal["measured_on"] == "firmware in QEMU" and cal["cycles_per_instruction"] == 1.5
+    assert [o["instructions"] for o in cal["ops"]] == [1000 * (i + 1) for i in range(len(cal["ops"]))]
+    assert [o["cycles"] for o in cal["ops"]] == [1500 * (i + 1) for i in range(len(cal["ops"]))]
+    assert cal["cycle_hz"] == board.clock_hz

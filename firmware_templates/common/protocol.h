@@ -135,6 +135,7 @@ enum { PROTO_DTYPE_FLOAT32 = 0, PROTO_DTYPE_INT32 = 2, PROTO_DTYPE_UINT8 = 3, PR
 #define PROTO_FLAG_CYCLES_TIMER 0x02u     /* cycles come from a timer at cycle_hz, not the CPU cycle counter */
 #define PROTO_FLAG_SIMULATED 0x04u        /* cycles come from a latency model (virtual board) */
 #define PROTO_FLAG_REFERENCE_KERNELS 0x08u /* TFLM reference kernels: logits must equal the host's exactly */
+#define PROTO_FLAG_INSTRUCTIONS 0x40u     /* `cycles` are instructions executed in an emulator (QEMU -icount), not cycles */
 
 typedef struct proto_device_info {
     const char *board_id;          /* e.g. "nucleo-f746zg"; at most PROTO_MAX_STRING bytes are sent */

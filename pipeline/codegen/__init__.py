@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from .._io import read_json, sha256_bytes, sha256_file, write_json, write_text
+from .._io import read_json, sha256_bytes, sha256_file, write_bytes, write_json, write_text
 from ..boards import Board, load_board
 from ..contract import InputContract
 from ..errors import ArtifactError, BudgetError, UsageError
@@ -24,6 +24,7 @@ __all__ = ["generate_firmware", "build_context", "plan_arena", "measured_arena_b
 
 MANIFEST = "firmware.json"
 MAX_LABEL_BYTES = 1024  # per label: kLabelLengths is uint16_t, and a label is for a display or a log line
+MODEL_COPY, REPORT_COPY = "model_int8.tflite", "export_report.json"
 
 
 def measured_arena_bytes(report: dict) -> int | None:
@@ -127,7 +128,13 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model))),
         op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
         op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
-        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used)
+        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used, data_spec=_data_spec(rep))
+
+
+def _data_spec(report: dict | None) -> str:
+    data = (report or {}).get("data")
+    spec = data.get("spec") if isinstance(data, dict) else data
+    return spec if isinstance(spec, str) else ""
 
 
 def _owned_files(out: Path) -> set[str]:
@@ -201,9 +208,22 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
     owned = _owned_files(out)
     if not force:
         _refuse_foreign(out, {**files, MANIFEST: ""}, owned)
-    stale = [n for n in owned if n not in files and "/" not in n and n != MANIFEST]
+    stale = [n for n in owned if n not in files and "/" not in n and n not in (MANIFEST, MODEL_COPY)]
     for name, text in files.items():
         write_text(out / name, text)
+    # The model and its report beside the sources, so `ofa-mcu check --model model_int8.tflite` works from the
+    # folder as README.md writes it (the report carries the input contract and labels the check uses).
+    copies = []
+    model_path = Path(model_path)
+    if model_path.resolve() != (out / MODEL_COPY).resolve():
+        write_bytes(out / MODEL_COPY, model_path.read_bytes())
+    copies.append(MODEL_COPY)
+    rep, _ = _load_report(model_path, report)
+    if rep is not None and model_path.with_name(REPORT_COPY).resolve() != (out / REPORT_COPY).resolve():
+        write_json(out / REPORT_COPY, rep)
+    if rep is not None:
+        copies.append(REPORT_COPY)
+        stale = [n for n in stale if n != REPORT_COPY]
     for name in stale:  # generated last time for another family (e.g. startup.c), not any user file
         (out / name).unlink(missing_ok=True)
     write_json(out / MANIFEST, {
@@ -213,5 +233,5 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
         "core": board.core, "family": board.family, "pico_sdk": ctx.board.pico_sdk,
         "flash_runner": {"tool": ctx.board.runner_tool, "program": ctx.board.runner_program,
                          "install": ctx.board.runner_install, "needs_port": ctx.board.runner_needs_port},
-        "tflm_commit": ctx.tflm_commit, "files": sorted(files)})
+        "tflm_commit": ctx.tflm_commit, "files": sorted([*files, *copies])})
     return out

@@ -110,6 +110,7 @@ class FirmwareContext:
     core: CoreFlags
     tflm_commit: str
     report_used: bool
+    data_spec: str = ""                    # the dataset the model was exported with (export report), or ""
 
 
 def _tensor(t: TensorInfo) -> TensorContext:
@@ -121,12 +122,15 @@ def core_flags(board: Board) -> CoreFlags:
     core = board.core_info
     hard = board.fpu != "none"
     flags = [f"-mcpu={core.mcpu}", "-mthumb"]
+    # Cortex-M55: -mfpu=auto keeps the CPU's MVE (Helium) extension that an explicit FPU name would drop;
+    # CMSIS-NN picks its MVE kernels from __ARM_FEATURE_MVE. TFLM's make does the same without FPU=.
+    fpu = "auto" if core.mve and hard else board.fpu
     if hard:
-        flags += [f"-mfpu={board.fpu}", "-mfloat-abi=hard"]
+        flags += [f"-mfpu={fpu}", "-mfloat-abi=hard"]
     else:
         flags += ["-mfloat-abi=soft"]
     arch = core.tflm_target_arch_hard if hard else core.tflm_target_arch_soft
-    return CoreFlags(core.mcpu, board.fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
+    return CoreFlags(core.mcpu, fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
                      dwt_unlock=core.dwt_unlock)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from .._io import read_json
@@ -35,11 +36,13 @@ def _require(program: str, how: str) -> str:
     return found
 
 
-def _run_make(fw_dir: Path, target: list[str], variables: dict[str, str]) -> int:
+def _run_make(fw_dir: Path, target: list[str], variables: dict[str, str], *, echo=print) -> int:
     make = _require("make", "sudo apt-get install make")
     cmd = [make, "-C", str(fw_dir), *target, *(f"{k}={v}" for k, v in variables.items())]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    print(proc.stdout, end="")
+    # TFLite Micro's Makefile runs `python3` (with numpy and Pillow) while parsing: this interpreter has both.
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    echo(proc.stdout.rstrip("\n"))
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
         raise FirmwareBuildError(f"`make {' '.join(target) or 'all'}` failed in {fw_dir} (exit {proc.returncode}):"
@@ -47,9 +50,20 @@ def _run_make(fw_dir: Path, target: list[str], variables: dict[str, str]) -> int
     return 0
 
 
+def remembered_tflm_dir(fw_dir: Path) -> str | None:
+    """The TFLite Micro tree the folder's first build used (`tflm_dir.mk`, written by its Makefile)."""
+    path = Path(fw_dir) / "tflm_dir.mk"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.startswith("TFLM_DIR ?= "):
+            return line.split("?=", 1)[1].strip() or None
+    return None
+
+
 def tflm_dir_or_raise(fw_dir: Path, tflm_dir: str | None) -> Path:
     manifest = _manifest(fw_dir)
-    tflm = tflm_dir or os.environ.get("TFLM_DIR")
+    tflm = tflm_dir or os.environ.get("TFLM_DIR") or remembered_tflm_dir(fw_dir)
     commit = manifest.get("tflm_commit", "<commit>")
     how = (f"git clone https://github.com/tensorflow/tflite-micro.git && git -C tflite-micro checkout {commit}, "
            f"then pass --tflm-dir tflite-micro or set TFLM_DIR (`make -C {fw_dir} tflm` prints the same)")
@@ -62,8 +76,9 @@ def tflm_dir_or_raise(fw_dir: Path, tflm_dir: str | None) -> Path:
 
 
 def build(fw_dir: str | os.PathLike, *, tflm_dir: str | None = None, reference_kernels: bool = False,
-          jobs: int | None = None) -> Path:
-    """Build app.elf in a generated folder; return its path."""
+          jobs: int | None = None, echo=print) -> Path:
+    """Build app.elf in a generated folder; return its path. `jobs` reaches TFLite Micro's own make too
+    (the Makefile calls it through the jobserver); the library is built once per core into a shared cache."""
     fw = Path(fw_dir)
     manifest = _manifest(fw)
     _require("arm-none-eabi-gcc", "sudo apt-get install --no-install-recommends gcc-arm-none-eabi "
@@ -79,7 +94,7 @@ def build(fw_dir: str | os.PathLike, *, tflm_dir: str | None = None, reference_k
     if reference_kernels:
         variables["OPTIMIZED_KERNEL_DIR"] = ""
     target = [f"-j{jobs}"] if jobs else []
-    _run_make(fw, target, variables)
+    _run_make(fw, target, variables, echo=echo)
     return fw / "app.elf"
 
 

@@ -72,3 +72,56 @@ def invoke_once(elf: str | Path, machine: str = "mps2-an386") -> bool:
             client.close()
     finally:
         stop_qemu(proc)
+
+
+def build_with_arena(fw_dir: str | Path, tflm_dir: str | None, arena_bytes: int | None) -> Path:
+    """`make app.elf` in a generated folder with the tensor arena overridden (ARENA_BYTES, a compile-time
+    define of arena.cc: only arena.o is rebuilt). Returns the ELF; a failed build raises with make's output."""
+    fw = Path(fw_dir)
+    for stale in (fw / "build" / "arena.o", fw / "app.elf"):
+        stale.unlink(missing_ok=True)
+    args = ["make", "-C", str(fw), "app.elf"] + ([f"TFLM_DIR={tflm_dir}"] if tflm_dir else []) \
+        + ([f"ARENA_BYTES={arena_bytes}"] if arena_bytes else [])
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"make failed in {fw}:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return fw / "app.elf"
+
+
+def min_arena_on_target(fw_dir: str | Path, machine: str, tflm_dir: str | None, upper_bytes: int, *,
+                        step: int = 16, log=lambda _m: None) -> tuple[int, int]:
+    """The smallest tensor arena (to `step` bytes) the generated firmware runs its model in on the emulated
+    core: bisection over ARENA_BYTES builds, each booted in QEMU and asked for one inference (a too-small
+    arena makes the firmware refuse INVOKE). The search starts at `upper_bytes` (the reserved size) and walks
+    down (or up, if it does not run) in growing gaps, then bisects. Returns (minimum, probes)."""
+    def runs(n_steps: int) -> bool:
+        ok = invoke_once(build_with_arena(fw_dir, tflm_dir, n_steps * step), machine)
+        log(f"  arena {n_steps * step:>8} B: {'runs' if ok else 'fails'}")
+        return ok
+
+    hi = -(-upper_bytes // step)  # in steps: hi runs, lo fails (or is 0)
+    probes, gap = 1, 16  # 256 B first: the slack the arena rule aims for
+    if not runs(hi):  # `upper_bytes` is too small: walk up in growing gaps until a size runs
+        lo = hi
+        while True:
+            hi, gap = hi + gap, gap * 4
+            probes += 1
+            if hi * step > 64 * upper_bytes + (1 << 20):
+                raise RuntimeError(f"the firmware does not run on {machine} with up to {hi * step} B of arena")
+            if runs(hi):
+                break
+            lo = hi
+        gap = 0
+    while gap:  # walk down in growing gaps until a size fails
+        lo = max(hi - gap, 0)
+        if lo == 0:
+            break
+        probes += 1
+        if not runs(lo):
+            break
+        hi, gap = lo, gap * 4
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        probes += 1
+        lo, hi = (lo, mid) if runs(mid) else (mid, hi)
+    return hi * step, probes

@@ -37,7 +37,9 @@ def sim_options(args, board_id: str | None):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", required=True, help="serial device, pyserial URL, `auto` (USB VID/PID of the "
-                                                 "board) or `sim` (start a virtual board)")
+                                                 "board), `qemu` (build the firmware and run it on the emulated "
+                                                 "--board) or `sim` (a virtual board: the host runtime, not "
+                                                 "the firmware)")
     p.add_argument("--model", required=True, help="the model_int8.tflite the firmware was built from")
     p.add_argument("--data", required=True, help="dataset spec; its test split is sent (e.g. builtin:digits)")
     p.add_argument("--board", help="board id (for --port auto, the clock and the default baud)")
@@ -49,6 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for a reply before retrying")
     p.add_argument("--retries", type=int, default=10, help="retries per request before giving up")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("firmware in QEMU (with --port qemu)")
+    g.add_argument("--firmware", metavar="DIR", help="generated firmware folder to build and run (default: the "
+                                                     "model's firmware/ if generated for it, else firmware-BOARD/)")
+    g.add_argument("--tflm-dir", metavar="DIR", help="TensorFlow Lite Micro tree (default: $TFLM_DIR, or the "
+                                                     "one the folder remembers)")
     add_sim_arguments(p, prefix="sim")
 
 
@@ -58,5 +65,6 @@ def run(args) -> int:
     opts = sim_options(args, args.board) if args.port == "sim" else None
     check(args.port, args.model, args.data, out_dir=args.out, baud=args.baud, board=args.board, gate=args.gate,
           limit=args.limit, seed=args.seed, timeout_s=args.timeout, retries=args.retries, sim_options=opts,
-          progress=False if args.no_progress else None)
+          progress=False if args.no_progress else None,
+          qemu_options={"firmware": args.firmware, "tflm_dir": args.tflm_dir} if args.port == "qemu" else None)
     return 0

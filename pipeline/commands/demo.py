@@ -1,4 +1,5 @@
-"""`ofa-mcu demo`: train on the built-in digits and deploy to an emulated board, checked on its virtual twin."""
+"""`ofa-mcu demo`: train on the built-in digits and deploy to an emulated board, checked on the firmware in QEMU
+(or, without a cross-compiler / TFLM tree / QEMU, on the board's virtual twin: the host runtime)."""
 from __future__ import annotations
 
 import argparse

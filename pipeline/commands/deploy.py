@@ -16,7 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=float, help="latency budget")
     p.add_argument("--sram-kb", type=float, help="tighter SRAM budget than the board's usable SRAM")
     p.add_argument("--flash-kb", type=float, help="tighter flash budget than the board's usable flash")
-    p.add_argument("--port", default="sim", help="serial port for the check: a device, auto, or sim (default)")
+    p.add_argument("--port", help="serial port for the check: a device, auto, qemu (the firmware on an emulated "
+                                  "board) or sim (a virtual board: the host runtime, not the firmware). Default: "
+                                  "qemu on emulated boards when a cross-compiler, TFLM_DIR and QEMU are here, "
+                                  "else sim")
     p.add_argument("--limit", type=int, help="check only the first N test samples")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="dataset spec: profile on its first test sample (default: a seeded image)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for a reply before retrying")
+    p.add_argument("--cycles-per-instruction", type=float, metavar="X",
+                   help="convert the instruction counts of firmware in QEMU to cycles with this factor "
+                        "(without it such a profile is refused as a cycle calibration)")
     add_sim_arguments(p, prefix="sim")
 
 
@@ -24,5 +27,6 @@ def run(args) -> int:
 
     opts = sim_options(args, args.board) if args.port == "sim" else None
     profile(args.port, args.model, args.board, out=args.out, baud=args.baud, runs=args.runs,
-            data_spec=args.data, seed=args.seed, timeout_s=args.timeout, sim_options=opts)
+            data_spec=args.data, seed=args.seed, timeout_s=args.timeout, sim_options=opts,
+            cycles_per_instruction=args.cycles_per_instruction)
     return 0

@@ -124,13 +124,19 @@ def _markdown(r: dict, board: Board) -> str:
         row("latency", f"{lat:.2f} ms at {float(board.clock_mhz):g} MHz", "estimated (cost model)")
     c = r.get("check")
     if c:
-        where = "measured (virtual board)" if c["latency"]["simulated"] else "measured"
-        row("on-board top-1 (test)", f"{100 * c['accuracy']['device_top1']:.2f}% "
+        measured_on = c.get("measured_on") or ("host runtime (virtual board)" if c["latency"]["simulated"]
+                                                else "hardware")
+        where = f"measured: {measured_on}"
+        row("device top-1 (test)", f"{100 * c['accuracy']['device_top1']:.2f}% "
             f"(host int8 {100 * c['accuracy']['host_top1']:.2f}%, {c['samples']} samples)", where)
         row("agreement with host int8 (argmax)", f"{100 * c['agreement']['argmax']:.2f}%", where)
         row("bit-exact logits", f"{100 * c['agreement']['exact_logits']:.2f}%", where)
         ms = c["latency"]["ms"]
-        if ms.get("median") is not None:
+        instr = c["latency"].get("instructions") or {}
+        if instr.get("median") is not None:
+            row("instructions per inference (median)", f"{instr['median'] / 1e6:.3g} M (not cycles of a real core)",
+                f"measured: {measured_on} (-icount)")
+        elif ms.get("median") is not None:
             row("on-board latency (median)", f"{ms['median']:.2f} ms",
                 "estimated (cost model, virtual board)" if c["latency"]["simulated"] else f"measured ({c['latency']['source']})")
     lines += ["", "## Stages", ""]

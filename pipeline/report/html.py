@@ -73,8 +73,9 @@ def catalog_html(data: dict, plots: dict[str, Path] | None = None, compute: dict
         + f'. {len(data["boards"])} boards, {data.get("distinct_archs", "?")} distinct subnets. '
           f"Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
         "<h2>Best subnet per board</h2>",
-        f'<p class="muted">SRAM and flash {_label("measured")} on the exported int8 model (arena from the TFLite '
-        f'Micro runtime, flash = model + runtime + app); latency and energy {_label("estimated")} by the cost model; '
+        f'<p class="muted">SRAM and flash {_label("measured")} on the exported int8 model on the host runtime '
+        f'(arena from the TFLite Micro Python runtime; flash = model file + runtime and app code from the flash '
+        f'model); no firmware ran for this table; latency and energy {_label("estimated")} by the cost model; '
         "accuracy is int8 TFLite Micro on the test split. Margins are budget minus use.</p>",
         '<table id="catalog"><thead><tr><th class="l">board</th><th class="l">core</th><th class="l">subnet</th>'
         "<th>int8 acc</th><th>SRAM KiB used / budget</th><th>flash KiB used / budget</th>"

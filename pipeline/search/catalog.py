@@ -94,9 +94,11 @@ def catalog_markdown(data: dict) -> str:
 
     lines = [f"# ofa-mcu catalog", "",
              f"Supernet {md_code(data['supernet'])}" + (f", latency budget {lat:g} ms" if lat else "")
-             + ". SRAM is the firmware's tensor arena plus app buffers; flash is model + TFLite Micro "
-               "runtime + app code; both measured on the exported model. Latency is predicted by the "
-               "cost model. Accuracy: int8 TFLite Micro on the test split (predicted: holdout).", "",
+             + ". SRAM is the firmware's tensor arena plus app buffers, sized from the exported model "
+               "(arena measured on the host runtime); flash is the model file (measured) + TFLite Micro "
+               "runtime + app code (flash model calibrated on linked builds). No firmware ran for this "
+               "table. Latency is predicted by the cost model. Accuracy: int8 TFLite Micro on the host, test "
+               "split (predicted: holdout).", "",
              "| board | core | arch | int8 acc | pred. acc | SRAM KiB (used / budget) | "
              "flash KiB (used / budget) | latency ms (pred.) | MACs |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -74,7 +74,7 @@ def _progress(total: int, initial: int, enabled: bool):
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
-              log=print) -> dict:
+              log=print, qemu_options: dict | None = None) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
     Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
@@ -117,7 +117,9 @@ def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, c
     todo = [i for i in range(n) if i not in done]
 
     own_port = isinstance(port, str)
-    ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
+    ser = (open_port(port, baud, board, model=model_path, sim_options=sim_options, qemu_options=qemu_options)
+           if own_port else port)
+    emulator = ser.describe() if hasattr(ser, "describe") else None  # --port qemu: machine and ELF
     client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
     sim = getattr(ser, "sim", None)  # closing the port stops (and detaches) a virtual board
     errors: list[str] = []
@@ -175,6 +177,7 @@ def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, c
         client.close() if own_port else client.detach()
     report = _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,
                      session_s, len(todo), link, errors, gate, sim)
+    report["emulator"] = emulator
     write_json(out_dir / REPORT_NAME, report)
     log(report["summary"])
     if report["agreement"]["argmax"] < gate:
@@ -234,12 +237,14 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
     cycles = np.array([r["cycles"] for r in ok], dtype=np.float64)
     clock = info.cycle_hz or (board.clock_hz if board else 0)
     source = "simulated" if info.simulated else ("timer" if info.cycles_from_timer else "cycle counter")
-    ms = cycles / clock * 1e3 if clock else np.array([])
+    if info.counts_instructions:  # QEMU -icount: executed instructions, neither cycles nor time of a real core
+        source = "instructions (QEMU -icount)"
+    ms = cycles / clock * 1e3 if clock and not info.counts_instructions else np.array([])
     m = len(recs)
     report = {
         "model": str(model_path), "model_sha256": model.sha256, "model_hash16": model.hash16,
         "data": data_spec, "data_fingerprint": fingerprint, "split": "test", "resolution": contract.height,
-        "board": board.id if board else info.board_id, "device": info.to_dict(),
+        "board": board.id if board else info.board_id, "measured_on": info.measured_on, "device": info.to_dict(),
         "port": port if isinstance(port, str) else getattr(port, "port", str(port)), "baud": baud,
         "samples": m, "samples_requested": n, "complete": m == n,
         "accuracy": {"device_top1": float((dev_top1 == labels).mean()) if m else 0.0,
@@ -250,8 +255,11 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
                       "max_abs_logit_diff": max((r.get("max_abs_diff") or 0 for r in ok), default=0),
                       "disagreeing_samples": int((~agree).sum()),
                       "first_disagreements": [r["i"] for r in recs if not r["argmax_agree"]][:20]},
-        "latency": {"source": source, "simulated": info.simulated, "clock_hz": clock,
-                    "cycles": _stats(cycles), "ms": _stats(ms)},
+        "latency": ({"source": source, "measured_on": info.measured_on, "simulated": False,
+                     "instructions": _stats(cycles), "cycles": {}, "ms": {}}
+                    if info.counts_instructions else
+                    {"source": source, "measured_on": info.measured_on, "simulated": info.simulated,
+                     "clock_hz": clock, "cycles": _stats(cycles), "ms": _stats(ms)}),
         "throughput": {"session_samples": sent, "session_wall_s": round(session_s, 3),
                        "samples_per_s": round(sent / session_s, 2) if session_s > 0 and sent else None},
         "link": link,
@@ -259,10 +267,13 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
         "errors": errors,
         "gate": {"metric": "argmax agreement", "min": gate, "passed": bool(m and agree.mean() >= gate)},
     }
-    lat = f"{np.median(ms):.3g} ms median ({source})" if ms.size else "latency n/a"
+    if info.counts_instructions and cycles.size:
+        lat = f"{np.median(cycles) / 1e6:.3g} M instructions median (not cycles)"
+    else:
+        lat = f"{np.median(ms):.3g} ms median ({source})" if ms.size else "latency n/a"
     thr = report["throughput"]["samples_per_s"]
     report["summary"] = (
-        f"check: {m}/{n} samples on {report['board']}: top-1 {report['accuracy']['device_top1']:.2%} "
+        f"check: {m}/{n} samples on {report['board']} ({info.measured_on}): top-1 {report['accuracy']['device_top1']:.2%} "
         f"(host {report['accuracy']['host_top1']:.2%}), argmax agreement {report['agreement']['argmax']:.2%}, "
         f"exact logits {report['agreement']['exact_logits']:.2%}, {lat}"
         + (f", {thr:g} samples/s" if thr else "")

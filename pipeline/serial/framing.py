@@ -43,6 +43,12 @@ DTYPE_NAMES = {DTYPE_FLOAT32: "float32", DTYPE_INT32: "int32", DTYPE_UINT8: "uin
 DTYPE_CODES = {v: k for k, v in DTYPE_NAMES.items()}
 
 FLAG_PROFILE, FLAG_CYCLES_TIMER, FLAG_SIMULATED, FLAG_REFERENCE_KERNELS = 0x01, 0x02, 0x04, 0x08
+# Where a figure was measured; every report states one of these.
+MEASURED_SIM = "host runtime (virtual board)"
+MEASURED_QEMU = "firmware in QEMU"
+MEASURED_HARDWARE = "hardware"
+# `cycles` are instructions executed in an emulator (QEMU -icount shift=0), not cycles of a real core.
+FLAG_INSTRUCTIONS = 0x40
 
 INFO_FIXED = struct.Struct("<BBBH16sBB4HIfiBIfiII")  # 64 bytes, then two length-prefixed strings
 assert INFO_FIXED.size == 64
@@ -233,6 +239,17 @@ class DeviceInfo:
         return bool(self.flags & FLAG_REFERENCE_KERNELS)
 
     @property
+    def counts_instructions(self) -> bool:
+        return bool(self.flags & FLAG_INSTRUCTIONS)
+
+    @property
+    def measured_on(self) -> str:
+        """Where this device's figures come from: the virtual board, the firmware in QEMU, or hardware."""
+        if self.simulated:
+            return MEASURED_SIM
+        return MEASURED_QEMU if self.counts_instructions else MEASURED_HARDWARE
+
+    @property
     def chunk_bytes(self) -> int:
         return self.max_payload - CHUNK_HEADER
 
@@ -240,7 +257,8 @@ class DeviceInfo:
         d = dict(self.__dict__)
         d["input_shape"] = list(self.input_shape)
         d.update(simulated=self.simulated, profile_supported=self.profile_supported,
-                 cycles_from_timer=self.cycles_from_timer, reference_kernels=self.reference_kernels)
+                 cycles_from_timer=self.cycles_from_timer, reference_kernels=self.reference_kernels,
+                 counts_instructions=self.counts_instructions, measured_on=self.measured_on)
         return d
 
     @classmethod

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._io import write_json
 from ..boards import Board, load_board
-from ..errors import ModelMismatchError, SerialLinkError
+from ..errors import ModelMismatchError, SerialLinkError, UsageError
 from ..tflite.model_info import inspect_tflite
 from .checker import load_contract
 from .client import ProtocolClient
@@ -25,8 +25,14 @@ FORMAT_VERSION = 1
 
 def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | None = None, runs: int = 3,
                 data_spec: str | None = None, seed: int = 0, timeout_s: float = 0.5, sim_options=None,
-                log=print) -> dict:
-    """Profile `runs` inferences on the device; write and return the calibration dict."""
+                cycles_per_instruction: float | None = None, log=print) -> dict:
+    """Profile `runs` inferences on the device; write and return the calibration dict.
+
+    Firmware in QEMU counts executed instructions, not cycles: such a profile is refused as a cycle
+    calibration (UsageError) unless `cycles_per_instruction` says how to convert; the file then keeps the
+    instruction counts beside the converted cycles and names the factor."""
+    if cycles_per_instruction is not None and not cycles_per_instruction > 0:
+        raise UsageError(f"--cycles-per-instruction must be positive, not {cycles_per_instruction}")
     model_path = Path(model_path)
     model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
@@ -46,6 +52,12 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
         if info.model_hash != model.hash16:
             raise ModelMismatchError(f"the device runs model {info.model_hash} but {model_path.name} is "
                                      f"{model.hash16}", hint="profile the model the firmware was built from")
+        if info.counts_instructions and cycles_per_instruction is None:
+            raise UsageError(
+                f"{info.board_id} reports executed instructions (firmware in QEMU, -icount), not cycles of a "
+                f"real core: they cannot calibrate the cycle model as they are",
+                hint="profile the board's hardware, or pass --cycles-per-instruction X (a factor you measured, "
+                     "e.g. hardware cycles / QEMU instructions for one model) to convert them explicitly")
         client.send_input(x)
         all_runs = [client.profile() for _ in range(max(1, runs))]
     finally:
@@ -55,9 +67,11 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
         raise SerialLinkError(f"the device profiled {len(codes)} ops {codes[:8]}... but the model has "
                               f"{len(model.ops)} ops {[o.code for o in model.ops][:8]}...",
                               hint="the firmware's profiler must report one entry per model op, in order")
+    cpi = cycles_per_instruction if info.counts_instructions else None
     ops = []
     for op in model.ops:
-        per_run = [int(r[op.index].cycles) for r in all_runs]
+        counted = [int(r[op.index].cycles) for r in all_runs]
+        per_run = [int(round(c * cpi)) for c in counted] if cpi else counted
         cls, work, kernel = op_class_work(model, op)
         ins, outs = op_shapes(model, op)
         # op/class/kernel/macs|elements/cycles make each entry a row pipeline.costs.fit_latency reads as is
@@ -66,17 +80,22 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
                     "input_shapes": [list(s) for s in ins],
                     "output_shapes": [list(s) for s in outs], "macs": op_macs(model, op),
                     **({} if cls in ("conv", "pw", "dw", "fc") else {"elements": work}),
-                    "cycles": int(np.median(per_run)), "cycles_runs": per_run})
+                    "cycles": int(np.median(per_run)), "cycles_runs": per_run,
+                    **({"instructions": int(np.median(counted))} if cpi else {})})
     source = "simulated" if info.simulated else ("timer" if info.cycles_from_timer else "cycle counter")
+    if cpi:
+        source = f"QEMU instructions x {cpi:g} cycles per instruction (given)"
     result = {"format": FORMAT, "version": FORMAT_VERSION, "board": board.id, "core": board.core,
-              "clock_hz": board.clock_hz, "cycle_source": source, "cycle_hz": info.cycle_hz,
-              "simulated": info.simulated, "firmware_version": info.firmware_version,
+              "clock_hz": board.clock_hz, "cycle_source": source, "cycle_hz": board.clock_hz if cpi else info.cycle_hz,
+              "simulated": info.simulated, "measured_on": info.measured_on,
+              "cycles_per_instruction": cpi, "firmware_version": info.firmware_version,
               "device_board_id": info.board_id, "model": str(model_path), "model_sha256": model.sha256,
               "runs": len(all_runs), "total_macs": model_macs(model), "total_cycles": sum(o["cycles"] for o in ops),
               "ops": ops}
     out = Path(out) if out else model_path.with_name(f"profile_{board.id}.json")
     write_json(out, result)
-    ms = result["total_cycles"] / info.cycle_hz * 1e3 if info.cycle_hz else float("nan")
+    clock = board.clock_hz if cpi else info.cycle_hz
+    ms = result["total_cycles"] / clock * 1e3 if clock else float("nan")
     log(f"profile: {len(ops)} ops, {result['total_cycles']} cycles ({ms:.3g} ms, {source}) on {board.id} "
         f"-> {out}")
     return result

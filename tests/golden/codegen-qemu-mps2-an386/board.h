@@ -16,10 +16,16 @@
 #define BOARD_ID "qemu-mps2-an386"
 #define BOARD_BAUD 115200u
 #define BOARD_CORE_CLOCK_HZ 25000000u
-/* QEMU has no DWT cycle counter: SysTick (24 bits, extended in its interrupt) counts the core clock.
- * Under `qemu-system-arm -icount shift=0` it advances with executed instructions, deterministically. */
-#define BOARD_CYCLE_HZ BOARD_CORE_CLOCK_HZ
+/* QEMU has no DWT cycle counter and no cycle timing: under `qemu-system-arm -icount shift=0` each executed
+ * instruction is 1 ns of virtual time, so board_cycles() returns executed instructions (SysTick ticks x
+ * 1e9 / SYSCLK), 1e9 per virtual second. They rank models; they are not cycles of any real core, and the
+ * firmware says so (PROTO_FLAG_INSTRUCTIONS). */
+#define BOARD_CYCLE_HZ 1000000000u
 #define BOARD_CYCLES_FROM_TIMER 1
+#define BOARD_COUNTS_INSTRUCTIONS 1
+#ifndef BOARD_COUNTS_INSTRUCTIONS
+#define BOARD_COUNTS_INSTRUCTIONS 0
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,7 +37,7 @@ void board_init(void);
 void board_uart_write(const uint8_t *data, size_t len);
 /* Copy the bytes received so far (at most cap) into buf; never blocks. Returns how many. */
 size_t board_uart_read(uint8_t *buf, size_t cap);
-/* A monotonic counter at BOARD_CYCLE_HZ. Read it at least once per wrap of the hardware counter
+/* A monotonic counter at BOARD_CYCLE_HZ (executed instructions when BOARD_COUNTS_INSTRUCTIONS). Read it at least once per wrap of the hardware counter
  * (2^32 cycles for DWT) so the software extension to 64 bits sees every wrap. */
 uint64_t board_cycles(void);
 

@@ -35,6 +35,10 @@ void operator delete(void*) noexcept {}
 void operator delete(void*, size_t) noexcept {}
 #endif
 
+// The tensor arena (arena.cc, so a probe of its size recompiles only that file).
+extern uint8_t g_arena[];
+extern const size_t g_arena_bytes;
+
 namespace {
 
 // Set-up failures, sent as the ERROR frame's detail.
@@ -47,7 +51,6 @@ enum SetupError : uint32_t {
   kAborted = 5,
 };
 
-alignas(16) uint8_t g_arena[OFA_ARENA_BYTES];
 uint8_t g_rx_buf[PROTO_RX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_tx_buf[PROTO_TX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_out_buf[OFA_OUTPUT_BYTES];
@@ -158,7 +161,7 @@ uint32_t SetUpModel() {
   if (model->version() != TFLITE_SCHEMA_VERSION) return kSchemaVersion;
   static OpResolver resolver;
   if (RegisterOps(resolver) != kTfLiteOk) return kRegisterOps;
-  static tflite::MicroInterpreter interpreter(model, resolver, g_arena, OFA_ARENA_BYTES, nullptr, &g_profiler);
+  static tflite::MicroInterpreter interpreter(model, resolver, g_arena, g_arena_bytes, nullptr, &g_profiler);
   g_interpreter = &interpreter;
   if (interpreter.AllocateTensors() != kTfLiteOk) return kAllocateTensors;
   const TfLiteTensor* in = interpreter.input(0);
@@ -213,9 +216,10 @@ void SendSetupError(uint32_t code) {
   info.output_bytes = OFA_OUTPUT_BYTES;
   info.output_scale = OFA_OUTPUT_SCALE;
   info.output_zero_point = OFA_OUTPUT_ZERO_POINT;
-  info.arena_bytes = OFA_ARENA_BYTES;
+  info.arena_bytes = static_cast<uint32_t>(g_arena_bytes);
   info.cycle_hz = BOARD_CYCLE_HZ;
-  info.flags = PROTO_FLAG_PROFILE | (BOARD_CYCLES_FROM_TIMER ? PROTO_FLAG_CYCLES_TIMER : 0)
+  info.flags = PROTO_FLAG_PROFILE | (BOARD_CYCLES_FROM_TIMER ? PROTO_FLAG_CYCLES_TIMER : 0) |
+               (BOARD_COUNTS_INSTRUCTIONS ? PROTO_FLAG_INSTRUCTIONS : 0)
 #if defined(OFA_REFERENCE_KERNELS)
                | PROTO_FLAG_REFERENCE_KERNELS
 #endif
