@@ -168,9 +168,16 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
     def run_check():
         from .serial import check
 
-        rep = check(port, model, _data_spec(supernet_dir, opts), out_dir=board_dir, board=board,
-                    limit=opts.check_limit, seed=opts.seed, progress=not opts.quiet, log=lambda m: None,
-                    qemu_options={"firmware": fw_dir, "log": lambda m: None} if port == "qemu" else None)
+        ser = port
+        if port == "qemu":  # the firmware itself, on the emulated board
+            from .codegen.qemu_board import open_qemu_port
+            ser = open_qemu_port(board, model, board.serial_baud, firmware=fw_dir, log=lambda m: None)
+        try:
+            rep = check(ser, model, _data_spec(supernet_dir, opts), out_dir=board_dir, board=board,
+                        limit=opts.check_limit, seed=opts.seed, progress=not opts.quiet, log=lambda m: None)
+        finally:
+            if not isinstance(ser, str):
+                ser.close()
         return {"line": _check_line(rep)}
 
     if port == "sim" and board.emulated:

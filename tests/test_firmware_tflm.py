@@ -41,10 +41,15 @@ def test_real_firmware_in_qemu_matches_host(model, board, tmp_path):
     from pipeline.codegen import generate_firmware
     from pipeline.serial import check
 
+    from pipeline.codegen.qemu_board import open_qemu_port
+
     fw = generate_firmware(model, board, tmp_path / "fw")
-    report = check("qemu", fw / "model_int8.tflite", "builtin:digits", out_dir=tmp_path / "check", board=board,
-                   limit=60, timeout_s=2.0, progress=False, log=lambda *a, **k: None,
-                   qemu_options={"tflm_dir": TFLM_DIR, "log": lambda _m: None})
+    port = open_qemu_port(board, fw / "model_int8.tflite", 115200, tflm_dir=TFLM_DIR, log=lambda _m: None)
+    try:
+        report = check(port, fw / "model_int8.tflite", "builtin:digits", out_dir=tmp_path / "check", board=board,
+                       limit=60, timeout_s=2.0, progress=False, log=lambda *a, **k: None)
+    finally:
+        port.close()
     assert report["measured_on"] == "firmware in QEMU"
     assert report["emulator"]["machine"] == board.qemu_machine
     assert Path(report["emulator"]["elf"]) == fw / "app.elf"

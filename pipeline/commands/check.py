@@ -63,8 +63,19 @@ def run(args) -> int:
     from ..serial import check
 
     opts = sim_options(args, args.board) if args.port == "sim" else None
-    check(args.port, args.model, args.data, out_dir=args.out, baud=args.baud, board=args.board, gate=args.gate,
-          limit=args.limit, seed=args.seed, timeout_s=args.timeout, retries=args.retries, sim_options=opts,
-          progress=False if args.no_progress else None,
-          qemu_options={"firmware": args.firmware, "tflm_dir": args.tflm_dir} if args.port == "qemu" else None)
+    port = args.port
+    if port == "qemu":  # build the firmware and start it on the emulated board; its UART is the port
+        from ..boards import load_board
+        from ..codegen.qemu_board import open_qemu_port
+
+        board = load_board(args.board) if args.board else None
+        port = open_qemu_port(board, args.model, args.baud or 115200, firmware=args.firmware,
+                              tflm_dir=args.tflm_dir)
+    try:
+        check(port, args.model, args.data, out_dir=args.out, baud=args.baud, board=args.board, gate=args.gate,
+              limit=args.limit, seed=args.seed, timeout_s=args.timeout, retries=args.retries, sim_options=opts,
+              progress=False if args.no_progress else None)
+    finally:
+        if not isinstance(port, str):
+            port.close()
     return 0

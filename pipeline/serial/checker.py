@@ -74,7 +74,7 @@ def _progress(total: int, initial: int, enabled: bool):
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
-              log=print, qemu_options: dict | None = None) -> dict:
+              log=print) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
     Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
@@ -117,8 +117,7 @@ def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, c
     todo = [i for i in range(n) if i not in done]
 
     own_port = isinstance(port, str)
-    ser = (open_port(port, baud, board, model=model_path, sim_options=sim_options, qemu_options=qemu_options)
-           if own_port else port)
+    ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
     emulator = ser.describe() if hasattr(ser, "describe") else None  # --port qemu: machine and ELF
     client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
     sim = getattr(ser, "sim", None)  # closing the port stops (and detaches) a virtual board

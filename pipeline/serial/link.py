@@ -64,15 +64,16 @@ class SimSerial(serial.Serial):
 
 
 def open_port(spec: str, baud: int, board: Board | str | None = None, *, model: str | os.PathLike | None = None,
-              sim_options=None, qemu_options: dict | None = None) -> serial.SerialBase:
-    """Open `spec`: `auto`, `sim` (a virtual board: the host runtime, needs `model`), `qemu` (the real
-    firmware built and run on the emulated `board`; `qemu_options`: firmware, tflm_dir, log), a device
-    path, or a pyserial URL (loop://, socket://...)."""
+              sim_options=None) -> serial.SerialBase:
+    """Open `spec`: `auto`, `sim` (a virtual board: the host runtime, needs `model`), a device path, or a
+    pyserial URL (loop://, socket://...). `qemu` (the real firmware built and run on an emulated board) is
+    opened by `pipeline.codegen.qemu_board.open_qemu_port`, above this layer, and passed in as a port."""
     if isinstance(board, str):
         board = load_board(board)
     if spec == "qemu":
-        from .qemu_board import open_qemu_port
-        return open_qemu_port(board, model, baud, **(qemu_options or {}))
+        raise UsageError("--port qemu must be opened by the command that builds the firmware",
+                         hint="use `ofa-mcu check --port qemu` or `ofa-mcu deploy`; in Python, pass the port from "
+                              "pipeline.codegen.qemu_board.open_qemu_port")
     if spec == "sim":
         from .sim import SimOptions, VirtualBoard
         if model is None:

@@ -27,7 +27,7 @@ class TflmRunner:
             raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype.lower()}/"
                                 f"{self.model.output.dtype.lower()}, the serial check needs a full-int8 model",
                                 hint="export with `ofa-mcu export` (full-int8 input and output)")
-        from ..codegen.ops import OP_TABLE
+        from ..tflite.micro_ops import OP_TABLE
         from ..errors import UnsupportedOpError
 
         missing = sorted({op.name for op in self.model.all_ops if op.name not in OP_TABLE})

@@ -28,7 +28,7 @@ class QemuSerial(serial.Serial):
             super().close()
         finally:
             if self.qemu is not None:
-                from ..codegen.qemu import stop_qemu
+                from .qemu import stop_qemu
                 stop_qemu(self.qemu)
                 self.qemu = None
 
@@ -71,9 +71,9 @@ def open_qemu_port(board: Board | None, model: str | os.PathLike | None, baud: i
                               + "; for hardware pass its serial port (or --port auto)")
     if model is None:
         raise UsageError("--port qemu needs the model the firmware is built from", hint="pass --model")
-    from ..codegen import generate_firmware
-    from ..codegen.make import build
-    from ..codegen.qemu import start_qemu
+    from . import generate_firmware
+    from .make import build
+    from .qemu import start_qemu
 
     model = Path(model)
     fw = firmware_dir_for(model, board, firmware)
@@ -86,7 +86,7 @@ def open_qemu_port(board: Board | None, model: str | os.PathLike | None, baud: i
     try:
         port = QemuSerial(pty, baud, timeout=0.05)
     except Exception:
-        from ..codegen.qemu import stop_qemu
+        from .qemu import stop_qemu
         stop_qemu(proc)
         raise
     port.qemu, port.elf, port.machine = proc, elf, board.qemu_machine
