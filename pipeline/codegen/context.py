@@ -118,15 +118,16 @@ def _tensor(t: TensorInfo) -> TensorContext:
 
 
 def core_flags(board: Board) -> CoreFlags:
-    core = board.core_info
+    core = board.core_info  # boards/cores/<core>.yaml
     hard = board.fpu != "none"
+    fpu = (core.gcc_mfpu or board.fpu) if hard else "none"
     flags = [f"-mcpu={core.mcpu}", "-mthumb"]
     if hard:
-        flags += [f"-mfpu={board.fpu}", "-mfloat-abi=hard"]
+        flags += [f"-mfpu={fpu}", "-mfloat-abi=hard"]
     else:
         flags += ["-mfloat-abi=soft"]
     arch = core.tflm_target_arch_hard if hard else core.tflm_target_arch_soft
-    return CoreFlags(core.mcpu, board.fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
+    return CoreFlags(core.mcpu, fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
                      dwt_unlock=core.dwt_unlock)
 
 
