@@ -58,6 +58,7 @@ class Core:
     tflm_target_arch_hard: str | None
     sources: tuple[str, ...]
     path: str = field(compare=False)
+    gcc_mfpu: str | None = None      # -mfpu when the FPU is on, if not the FPU's name
 
 
 @dataclass(frozen=True)
@@ -291,9 +292,25 @@ def _read_yaml(path: Path, what: str) -> dict:
         raise BoardError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     except RecursionError:
         raise BoardError(f"{path}: YAML nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise BoardError(f"{path}: not a usable YAML value ({_short(str(e), 100)})") from None
     if not isinstance(raw, dict):
         raise BoardError(f"{path}: a {what} file must be a YAML mapping of fields")
+    _check_keys(raw, path, "")
     return raw
+
+
+def _check_keys(node, path: Path, where: str) -> None:
+    """Every mapping key is a string: `1: x` or `true: x` would slip past the schema's name patterns."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if not isinstance(k, str):
+                raise BoardError(f"{path}: field '{where + str(k)}' is named by a {type(k).__name__} value, not "
+                                 f"text", hint="quote the name or fix the indentation")
+            _check_keys(v, path, f"{where}{k}.")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_keys(v, path, f"{where}{i}.")
 
 
 @lru_cache(maxsize=8)
@@ -365,7 +382,8 @@ def _parse_core_cached(path_str: str, _mtime: int, _size: int) -> Core:
                 dsp=raw["dsp"], mve=raw["mve"], fpu_options=tuple(raw["fpu_options"]),
                 dwt_cyccnt=raw["dwt_cyccnt"], dwt_unlock=raw["dwt_unlock"],
                 cmsis_nn_kernels=raw["cmsis_nn_kernels"], tflm_target_arch_soft=arch["soft"],
-                tflm_target_arch_hard=arch.get("hard"), sources=tuple(raw["sources"]), path=str(path))
+                tflm_target_arch_hard=arch.get("hard"), sources=tuple(raw["sources"]), path=str(path),
+                gcc_mfpu=raw.get("gcc_mfpu"))
 
 
 def core_info(core_id: str, boards_dir: str | os.PathLike | None = None) -> Core:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -302,10 +303,21 @@ def _hostile(kind: str, tmp_path: Path) -> tuple[Path, Path]:
         p.write_text("# " + "x" * (MAX_FILE_BYTES + 10) + "\nid: x\n")
     elif case == "one-alias":
         p.write_text("id: &i x\nname: *i\n")
+    elif case == "deep-nesting":
+        p.write_text("id: " + "[" * 20000 + "]" * 20000 + "\n")
+    elif case == "huge-integer":
+        p.write_text("id: x\nclock_hz: " + "9" * 5000 + "\n")
+    elif case == "integer-key":
+        p.write_text("id: x\n1: 2\n")
+    elif case == "device-symlink":
+        p.symlink_to("/dev/zero")
+    elif case == "fifo":
+        os.mkfifo(p)
     return d, p
 
 
-HOSTILE = [f"{c}@{layer}" for c in ("alias-bomb", "directory", "not-utf8", "oversized", "one-alias")
+HOSTILE = [f"{c}@{layer}" for c in ("alias-bomb", "directory", "not-utf8", "oversized", "one-alias",
+                                     "deep-nesting", "huge-integer", "integer-key", "device-symlink", "fifo")
            for layer in ("board", "soc", "core")]
 
 

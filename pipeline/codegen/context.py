@@ -119,8 +119,9 @@ def _tensor(t: TensorInfo) -> TensorContext:
 
 
 def core_flags(board: Board) -> CoreFlags:
-    core = board.core_info
+    core = board.core_info  # boards/cores/<core>.yaml
     hard = board.fpu != "none"
+    fpu = (core.gcc_mfpu or board.fpu) if hard else "none"
     flags = [f"-mcpu={core.mcpu}", "-mthumb"]
     # Cortex-M55: -mfpu=auto keeps the CPU's MVE (Helium) extension that an explicit FPU name would drop;
     # CMSIS-NN picks its MVE kernels from __ARM_FEATURE_MVE. TFLM's make does the same without FPU=.
