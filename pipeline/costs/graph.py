@@ -274,9 +274,22 @@ def live_activation_bytes(graph: Graph) -> list[int]:
     The one definition of "live activations" in ofa-mcu: the arena replay's lifetimes, MCUNet's peak
     SRAM when maximised over ops (`activation_floor_bytes`), and a lower bound of TFLM's planned head."""
     first, last = tensor_lifetimes(graph)
-    sizes = [-(-t.nbytes // ARENA_ALIGN) * ARENA_ALIGN for t in graph.tensors]
     live = [t for t in range(len(graph.tensors)) if first[t] >= 0]
-    return [sum(sizes[t] for t in live if first[t] <= i + 1 <= last[t]) for i in range(len(graph.ops))]
+    return live_bytes_per_op([-(-graph.tensors[t].nbytes // ARENA_ALIGN) * ARENA_ALIGN for t in live],
+                             [first[t] for t in live], [last[t] for t in live], len(graph.ops))
+
+
+def live_bytes_per_op(sizes, firsts, lasts, n_ops: int) -> list[int]:
+    """Bytes alive at each op (scope i + 1) for buffers alive over [first, last] scopes, inclusive."""
+    delta = [0] * (n_ops + 2)
+    for size, f, la in zip(sizes, firsts, lasts):
+        delta[max(f, 1)] += size
+        delta[min(la, n_ops) + 1] -= size
+    out, run = [], 0
+    for scope in range(1, n_ops + 1):
+        run += delta[scope]
+        out.append(run)
+    return out
 
 
 def activation_floor_bytes(graph: Graph) -> int:
