@@ -76,6 +76,12 @@ def test_unsupported_op_is_named_exit_6(tmp_path, capsys):
     assert main(["inspect", str(model), "--board", "nucleo-f746zg"]) == 6
     err = capsys.readouterr().err
     assert "TANH" in err and "Traceback" not in err
+    # A float model is named as such (the cost models cover TFLite Micro's integer kernels).
+    model = tmp_path / "float.tflite"
+    model.write_bytes(build_tflite([("RESHAPE", [0], [1], {})], [{"shape": [1, 4], "type": "FLOAT32"},
+                                                                 {"shape": [4], "type": "FLOAT32"}], [0], [1]))
+    assert main(["inspect", str(model), "--board", "nucleo-f746zg"]) == 6
+    assert "FLOAT32" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -169,6 +169,10 @@ def graph_from_tflite(info) -> Graph:
         if t.dtype not in _DTYPE_BYTES:
             raise UnsupportedOpError(f"tensor {t.index} ('{t.name}') has type {t.dtype}, which TFLite Micro's "
                                      "int8/int16 kernels do not take", hint="convert the model to full int8")
+        if not t.is_constant and t.dtype in ("FLOAT32", "FLOAT16"):
+            raise UnsupportedOpError(f"tensor {t.index} ('{t.name}') is a {t.dtype} activation: the cost models "
+                                     "cover int8/int16 models (TFLite Micro's integer kernels)",
+                                     hint="quantize the model to full int8 (or 16x8) first")
         role = "act" if not t.is_constant else ("bias" if t.dtype in ("INT32", "INT64") and len(t.shape) == 1
                                                  else "weight" if t.scales else "const")
         tensors.append(Tensor(tuple(int(d) for d in t.shape), _DTYPE_BYTES[t.dtype], bool(t.is_constant),
