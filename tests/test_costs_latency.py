@@ -79,3 +79,28 @@ def test_calibration_for_another_core_is_refused(tmp_path):
         load_calibration(str(path), "cortex-m7")
     with pytest.raises(ConfigError, match="no latency measurements"):
         fit_latency([], _board("cortex-m4"))
+
+
+# -- calibration to published measurements (pipeline/costs/latency_published.yaml) ---------------------
+def test_committed_coefficients_are_the_fit_of_the_committed_measurements():
+    from pipeline.costs.latency import fit_published
+    fit = fit_published()
+    assert {c: {k: tuple(v) for k, v in t.items()} for c, t in fit["coefficients"].items()} == \
+        {c: {k: tuple(v) for k, v in t.items()} for c, t in DEFAULT_COEFFICIENTS.items()}
+
+
+def test_published_tflm_latencies_within_target_and_m7_cheaper_per_mac():
+    """estimate / published in [0.67, 1.5] for every TFLM figure, from the committed per-class work (the
+    benchmark recomputes that work from the .tflite files); the M7 needs fewer cycles per MAC than the M4."""
+    from pipeline.costs.latency import published_data
+    data = published_data()
+    lat = default_latency_model("cortex-m4")
+    for m in (m for m in data["measurements"] if m["tflm_based"] and m["board"] == "nucleo-l4r5zi"):
+        cycles = sum(n * lat.coefficients[c][0] + w * lat.coefficients[c][1]
+                     for c, (n, w) in data["models"][m["model"]]["classes"].items())
+        ratio = cycles / m["clock_hz"] * 1e3 / m["latency_ms"]
+        assert 0.67 <= ratio <= 1.5, (m["model"], ratio)
+    per_mac = {c: t["pw"][1] for c, t in DEFAULT_COEFFICIENTS.items()}
+    assert 1.3 <= per_mac["cortex-m4"] / per_mac["cortex-m7"] <= 1.9
+    assert per_mac["cortex-m55"] < per_mac["cortex-m7"] < per_mac["cortex-m33"] < per_mac["cortex-m4"] \
+        < per_mac["cortex-m0plus"]

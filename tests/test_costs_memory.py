@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.costs import arena_bytes, estimate, model_bytes, quick_costs, tflite_graph
+from pipeline.costs import activation_floor_bytes, arena_bytes, estimate, model_bytes, quick_costs, tflite_graph
 from pipeline.costs.estimate import _facts, _graph
 from pipeline.costs.latency import OP_CLASSES, op_class, op_work
 from pipeline.costs.planner import greedy_plan
@@ -59,6 +59,7 @@ def test_fast_facts_agree_with_graph():
         assert f.op_count == len(g.ops) and f.op_kinds == g.op_kinds
         assert [OP_CLASSES[i] for i in f.cls_index] == [op_class(g, op) for op in g.ops]
         assert list(f.work) == [op_work(g, op) for op in g.ops]
+        assert f.floor_bytes == activation_floor_bytes(g)   # the fast path's lifetimes = the graph's
         c = estimate(space, arch, _board())
         lat, flash, sram_floor = quick_costs(space, arch, _board())
         assert lat == pytest.approx(c.latency_ms) and flash == c.flash_bytes and sram_floor <= c.sram_bytes

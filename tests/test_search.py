@@ -63,13 +63,15 @@ def test_same_seed_same_result(space, proxy_predictor):
 
 def test_search_respects_every_budget_and_beats_random(space, proxy_predictor):
     board = load_board("rpi-pico")
-    res = search(space, board, predictor=proxy_predictor, latency_ms=60.0, sram_bytes=120 * 1024,
+    # 300 ms on the Cortex-M0+: binding (about 3% of random archs meet it) with the published-calibrated
+    # latency model (pipeline/costs/latency_published.yaml).
+    res = search(space, board, predictor=proxy_predictor, latency_ms=300.0, sram_bytes=120 * 1024,
                  population=40, generations=10, parents=10, n_mutate=20, n_crossover=20, seed=0)
-    assert res.budget.sram_bytes == 120 * 1024 and res.budget.latency_ms == 60.0
+    assert res.budget.sram_bytes == 120 * 1024 and res.budget.latency_ms == 300.0
     for c in res.ranked + res.pareto:
         assert c.sram_bytes <= res.budget.sram_bytes
         assert c.costs.flash_bytes <= res.budget.flash_bytes
-        assert c.costs.latency_ms <= 60.0
+        assert c.costs.latency_ms <= 300.0
     m = res.margins
     assert min(m["sram_bytes"], m["flash_bytes"], m["latency_ms"]) >= 0
     # As good as the best of 300 random feasible archs (the same predictor score and budgets).
@@ -79,7 +81,7 @@ def test_search_respects_every_budget_and_beats_random(space, proxy_predictor):
     for _ in range(300):
         a = space.sample(rng)
         c = estimate(space, a, board)
-        if c.sram_bytes <= res.budget.sram_bytes and c.latency_ms <= 60.0:
+        if c.sram_bytes <= res.budget.sram_bytes and c.latency_ms <= 300.0:
             feas.append(a)
     assert feas
     assert res.best.fitness >= proxy_predictor.score(feas).max() - 1e-9

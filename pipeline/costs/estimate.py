@@ -24,7 +24,7 @@ import numpy as np
 from ..supernet.space import SearchSpace, SubnetArch, layers
 from .flash import APP_CODE_BYTES, model_bytes_from_counts, runtime_code_bytes
 from .arena import firmware_arena_bytes
-from .graph import DEFAULT_FC_PER_CHANNEL, Graph, activation_floor_bytes, graph_from_layers, live_activation_bytes
+from .graph import DEFAULT_FC_PER_CHANNEL, Graph, graph_from_layers, live_activation_bytes, live_bytes_per_op
 from .latency import OP_CLASSES, LatencyModel, load_calibration, op_class, op_work
 from .memory import ALIGN, ArenaEstimate, arena_bytes, cmsis_scratch_bytes
 
@@ -83,22 +83,38 @@ def _layers(space: SearchSpace, arch: SubnetArch):
 
 @lru_cache(maxsize=65536)
 def _facts(space: SearchSpace, arch: SubnetArch) -> _ArchFacts:
-    # Mirrors graph.graph_from_layers (default styles) tensor for tensor; tests/test_costs_memory.py
-    # checks that both give the same op classes, work, model bytes and counts.
+    # Mirrors graph.graph_from_layers (default styles) tensor for tensor without building it (the search
+    # calls this for every candidate); tests/test_costs_memory.py checks that both give the same op
+    # classes, work, model bytes, counts and activation floor (the same live_bytes_per_op sums both).
     net = _layers(space, arch)
     data = channels = 0
     n_tensors = 1
     cls, work = [], []
-    floor = 0
     macs = params = 0
+    # Activation lifetimes in TFLM scopes (graph.tensor_lifetimes): the input at 0, op i at i + 1.
+    sizes = [_a16(math.prod(net[0].in_shape))]
+    firsts, lasts = [0], [0]
+    layer_out: list[int] = []          # activation produced by each layer (index into sizes)
+    cur = 0
     for layer in net:
         h, w, c = layer.out_shape
         ih, iw, cin = layer.in_shape
         out_b = _a16(h * w * c) if layer.kind not in ("pool", "fc") else _a16(c)
-        in_b = _a16(ih * iw * cin)
         kind = layer.kind
         macs += layer.macs
         params += layer.params
+        if not (kind == "pool" and ih * iw == 1):
+            scope = len(cls) + 1
+            reads = [cur]
+            if kind == "add":
+                reads.append(0 if layer.residual_from == 0 else layer_out[layer.residual_from - 1])
+            for t in reads:
+                lasts[t] = scope
+            sizes.append(out_b)
+            firsts.append(scope)
+            lasts.append(scope)
+            cur = len(sizes) - 1
+        layer_out.append(cur)
         if kind in ("conv", "pw_expand", "pw_project", "dw"):
             k = layer.kernel
             data += (k * k * c if kind == "dw" else c * k * k * cin) + 4 * c
@@ -125,7 +141,8 @@ def _facts(space: SearchSpace, arch: SubnetArch) -> _ArchFacts:
             work.append(layer.macs)
     kinds = tuple(sorted({_LAYER_OP[l.kind] for l in net
                           if not (l.kind == "pool" and l.in_shape[0] * l.in_shape[1] == 1)}))
-    floor = activation_floor_bytes(_graph(space, arch))
+    lasts[cur] = len(cls)              # the graph output lives to the end
+    floor = max(live_bytes_per_op(sizes, firsts, lasts, len(cls)), default=0)
     return _ArchFacts(model_bytes_from_counts(data, channels, n_tensors, len(cls)), macs, params, len(cls),
                       kinds, np.array(cls, dtype=np.int64), np.array(work, dtype=np.float64), floor)
 

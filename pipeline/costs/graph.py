@@ -169,6 +169,10 @@ def graph_from_tflite(info) -> Graph:
         if t.dtype not in _DTYPE_BYTES:
             raise UnsupportedOpError(f"tensor {t.index} ('{t.name}') has type {t.dtype}, which TFLite Micro's "
                                      "int8/int16 kernels do not take", hint="convert the model to full int8")
+        if not t.is_constant and t.dtype in ("FLOAT32", "FLOAT16"):
+            raise UnsupportedOpError(f"tensor {t.index} ('{t.name}') is a {t.dtype} activation: the cost models "
+                                     "cover int8/int16 models (TFLite Micro's integer kernels)",
+                                     hint="quantize the model to full int8 (or 16x8) first")
         role = "act" if not t.is_constant else ("bias" if t.dtype in ("INT32", "INT64") and len(t.shape) == 1
                                                  else "weight" if t.scales else "const")
         tensors.append(Tensor(tuple(int(d) for d in t.shape), _DTYPE_BYTES[t.dtype], bool(t.is_constant),
@@ -274,9 +278,22 @@ def live_activation_bytes(graph: Graph) -> list[int]:
     The one definition of "live activations" in ofa-mcu: the arena replay's lifetimes, MCUNet's peak
     SRAM when maximised over ops (`activation_floor_bytes`), and a lower bound of TFLM's planned head."""
     first, last = tensor_lifetimes(graph)
-    sizes = [-(-t.nbytes // ARENA_ALIGN) * ARENA_ALIGN for t in graph.tensors]
     live = [t for t in range(len(graph.tensors)) if first[t] >= 0]
-    return [sum(sizes[t] for t in live if first[t] <= i + 1 <= last[t]) for i in range(len(graph.ops))]
+    return live_bytes_per_op([-(-graph.tensors[t].nbytes // ARENA_ALIGN) * ARENA_ALIGN for t in live],
+                             [first[t] for t in live], [last[t] for t in live], len(graph.ops))
+
+
+def live_bytes_per_op(sizes, firsts, lasts, n_ops: int) -> list[int]:
+    """Bytes alive at each op (scope i + 1) for buffers alive over [first, last] scopes, inclusive."""
+    delta = [0] * (n_ops + 2)
+    for size, f, la in zip(sizes, firsts, lasts):
+        delta[max(f, 1)] += size
+        delta[min(la, n_ops) + 1] -= size
+    out, run = [], 0
+    for scope in range(1, n_ops + 1):
+        run += delta[scope]
+        out.append(run)
+    return out
 
 
 def activation_floor_bytes(graph: Graph) -> int:

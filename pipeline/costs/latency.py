@@ -26,6 +26,10 @@ Default coefficients come from published measurements, committed as data in `lat
    TFLM's kernels gain what the other runtimes gain on that core. Cortex-M3 and M55 have no
    published pair: priors, named in the YAML.
 
+Out of sample, a 2022 TFLM + CMSIS-NN on a Cortex-M33 (Renesas EK-RA6M4, MLPerf Tiny v0.7, in the YAML
+but not fitted) ran 1.1-1.9x faster than these defaults predict: CMSIS-NN's kernels improved after TFLM
+2.3.1, so for the pinned TFLM the defaults err on the slow side (benchmarks/README.md).
+
 `fit_latency` replaces the defaults with per-board coefficients fitted to per-op cycles measured on the
 board (`ofa-mcu profile`), stored in a calibration JSON that `estimate` reads.
 """

@@ -13,11 +13,15 @@ Struct sizes are not fitted: they were read with `sizeof`/`alignof` from the TFL
 and with arm-none-eabi-g++ 12.2 `-mcpu=cortex-m4 -mthumb` for Cortex-M (AAPCS: 4-byte pointers and
 short enums, hence TfLiteAddParams 2 B and TfLiteFullyConnectedParams 5 B there).
 
+Any graph works (`graph.graph_from_layers` for an arch, `graph.graph_from_tflite` for any .tflite) as long
+as its ops are in `SUPPORTED_OPS`; another op raises UnsupportedOpError naming it. Two constants are
+measured rather than derived (`_PLANNING_SLACK`, `_FC_EXTRA_TAIL`: see there and benchmarks/README.md).
+
 Two runtimes are modelled:
 - "host": the `tflite_micro` Python package (64-bit, RecordingMicroAllocator, reference kernels);
   this is what `pipeline.export.measure_arena` measures, so it is what the tests check against.
 - "cortex-m": firmware built by ofa-mcu (32-bit, plain MicroAllocator, CMSIS-NN kernels, which add
-  scratch buffers: see `cmsis_scratch_bytes`).
+  scratch buffers and, on Helium, persistent kernel sums: see `cmsis_nn_buffers`).
 """
 from __future__ import annotations
 
