@@ -46,6 +46,9 @@ _STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
         "TfLiteConvParams": (28, 4), "TfLiteDepthwiseConvParams": (28, 4), "TfLiteAddParams": (8, 4),
         "TfLiteReducerParams": (1, 1), "TfLiteFullyConnectedParams": (16, 4),
         "TfLiteReshapeParams": (36, 4),
+        # patch-based graphs (pipeline.supernet.patches): slice, pad and concatenation
+        "TfLiteStridedSliceParams": (24, 4), "TfLiteConcatenationParams": (8, 4), "NoParams": (0, 1),
+        "OpDataStridedSlice": (84, 4), "OpDataPad": (56, 4), "OpDataConcatenation": (40, 8),
     },
     4: {
         "TfLiteEvalTensor": (12, 4), "TfLiteTensor": (32, 4), "NodeAndRegistration": (32, 4),
@@ -62,13 +65,15 @@ _STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
         "TfLiteConvParams": (28, 4), "TfLiteDepthwiseConvParams": (28, 4), "TfLiteAddParams": (2, 1),
         "TfLiteReducerParams": (1, 1), "TfLiteFullyConnectedParams": (5, 1),
         "TfLiteReshapeParams": (36, 4),
+        "TfLiteStridedSliceParams": (24, 4), "TfLiteConcatenationParams": (8, 4), "NoParams": (0, 1),
+        "OpDataStridedSlice": (84, 4), "OpDataPad": (56, 4), "OpDataConcatenation": (24, 4),
     },
 }
 # The `tflite_micro` wheel is built with USE_TFLM_COMPRESSION, which grows these structs
 # (same probe, -DUSE_TFLM_COMPRESSION). Firmware builds leave compression off.
 _COMPRESSION_STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
     8: {"RecordingMicroAllocator": (272, 8), "SubgraphAllocations": (24, 8), "OpDataConv": (80, 8),
-        "OpDataFullyConnected": (72, 8)},
+        "OpDataFullyConnected": (72, 8), "OpDataConcatenation": (80, 8)},
     4: {"RecordingMicroAllocator": (136, 4), "SubgraphAllocations": (12, 4), "OpDataConv": (64, 4),
         "OpDataFullyConnected": (56, 4)},
 }
@@ -82,7 +87,9 @@ _END_SLACK = 32
 
 _BUILTIN_PARAMS = {"CONV_2D": "TfLiteConvParams", "DEPTHWISE_CONV_2D": "TfLiteDepthwiseConvParams",
                    "ADD": "TfLiteAddParams", "MEAN": "TfLiteReducerParams",
-                   "FULLY_CONNECTED": "TfLiteFullyConnectedParams", "RESHAPE": "TfLiteReshapeParams"}
+                   "FULLY_CONNECTED": "TfLiteFullyConnectedParams", "RESHAPE": "TfLiteReshapeParams",
+                   "STRIDED_SLICE": "TfLiteStridedSliceParams", "PAD": "NoParams",
+                   "CONCATENATION": "TfLiteConcatenationParams"}
 
 # Op data each kernel's Init allocates (reference kernels in the host runtime, CMSIS-NN on Cortex-M;
 # ADD and MEAN have the same op data in both).
@@ -90,6 +97,11 @@ _REF_OP_DATA = {"CONV_2D": "OpDataConv", "DEPTHWISE_CONV_2D": "OpDataConv", "ADD
                 "MEAN": "OpDataReduce", "FULLY_CONNECTED": "OpDataFullyConnected"}
 _CMSIS_OP_DATA = {"CONV_2D": "CmsisOpDataConv", "DEPTHWISE_CONV_2D": "CmsisOpDataConv", "ADD": "OpDataAdd",
                   "MEAN": "OpDataReduce", "FULLY_CONNECTED": "CmsisOpDataFullyConnected"}
+# Patch-based graphs: same op data in both kernel sets (sizeof read as for the structs above).
+_PATCH_OP_DATA = {"STRIDED_SLICE": "OpDataStridedSlice", "PAD": "OpDataPad",
+                  "CONCATENATION": "OpDataConcatenation"}
+_REF_OP_DATA.update(_PATCH_OP_DATA)
+_CMSIS_OP_DATA.update(_PATCH_OP_DATA)
 
 RUNTIMES = ("host", "cortex-m")
 

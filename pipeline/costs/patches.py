@@ -1,0 +1,147 @@
+"""Costs of patch-based inference: the patched graph, its arena and latency, and the patch choice.
+
+`patched_tflite_graph(space, arch, plan)` is the graph `pipeline.export.patches.patch_tflite`
+writes, built with the same transform (`pipeline.supernet.patches.rewrite_graph`) from the plain
+`tflite_graph`, so `memory.arena_bytes` replays TFLM's planner on exactly the runtime's graph (tests:
+planner head == measured head). Patched convolutions carry a `Layer` with the patch shapes and VALID
+padding, so `latency.graph_cycles` counts the MACs of every halo row recomputed, and the slices, pads
+and concatenations as ops of class "other".
+
+`choose_patches` turns a `PatchSpec` into a plan: a fixed grid and split as given; a grid without a
+split, or `auto`, by search over split points (and grids) for the smallest estimated arena whose
+estimated latency overhead stays within `max_overhead`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..supernet.patches import PatchPlan, PatchSpec, patch_plan, rewrite_graph, split_points
+from ..supernet.space import SearchSpace, SubnetArch, layers
+from .graph import Graph, Op, Tensor, tflite_graph
+from .latency import default_latency_model, graph_cycles
+from .memory import arena_bytes
+
+#: Grids `auto` tries (rows, cols); TFLM's CONCATENATION takes at most 10 inputs.
+AUTO_GRIDS = ((2, 2), (3, 3), (4, 4), (2, 1), (3, 2), (4, 3), (5, 5))
+MAX_OVERHEAD = 0.15
+
+
+def patched_tflite_graph(space: SearchSpace, arch: SubnetArch, plan: PatchPlan) -> Graph:
+    """The patched graph (tensor indices as in the patched .tflite)."""
+    plain = tflite_graph(space, arch)
+    rg = rewrite_graph(plan, op_io=[(op.inputs, op.outputs) for op in plain.ops],
+                       is_const=[t.const for t in plain.tensors], op_kinds=[op.kind for op in plain.ops],
+                       graph_input=plain.inputs[0], graph_output=plain.outputs[0])
+    tensors = []
+    for key, val in rg.tensors:
+        if key == "old":
+            tensors.append(plain.tensors[val])
+        elif key == "const":
+            tensors.append(Tensor(tuple(val.shape), 4, True, 0, "shape"))
+        else:
+            tensors.append(Tensor(plan.tensors[val].shape, 1, False))
+    ops = []
+    for rop in rg.ops:
+        if rop.plan_op is not None and rop.plan_op.kind == "LAYER":
+            layer = plan.patched_layer(rop.plan_op)
+        elif rop.source_op is not None:
+            layer = plain.ops[rop.source_op].layer
+        else:
+            layer = None
+        ops.append(Op(rop.kind, rop.inputs, rop.outputs, layer))
+    return Graph(tuple(tensors), tuple(ops), rg.inputs, rg.outputs)
+
+
+@dataclass(frozen=True)
+class PatchCosts:
+    plan: PatchPlan | None
+    arena_bytes: int           # host runtime replay (pointer_bytes 8)
+    unpatched_arena_bytes: int
+    cycles: float              # default latency model of `core`
+    unpatched_cycles: float
+    macs: int
+    unpatched_macs: int
+
+    @property
+    def arena_ratio(self) -> float:
+        return self.arena_bytes / self.unpatched_arena_bytes
+
+    @property
+    def latency_overhead(self) -> float:
+        return self.cycles / self.unpatched_cycles - 1.0
+
+    def to_dict(self) -> dict:
+        return {"patches": self.spec, "arena_bytes": self.arena_bytes,
+                "unpatched_arena_bytes": self.unpatched_arena_bytes, "arena_ratio": round(self.arena_ratio, 4),
+                "latency_overhead": round(self.latency_overhead, 4),
+                "mac_overhead": round(self.macs / self.unpatched_macs - 1.0, 4)}
+
+    @property
+    def spec(self) -> str:
+        if self.plan is None:
+            return "off"
+        return self.plan.spec
+
+
+def patch_costs(space: SearchSpace, arch: SubnetArch, plan: PatchPlan | None, *, pointer_bytes: int = 8,
+                core: str = "cortex-m4") -> PatchCosts:
+    runtime = "host" if pointer_bytes == 8 else "cortex-m"
+    plain = tflite_graph(space, arch)
+    model = default_latency_model(core)
+    base_arena = arena_bytes(plain, pointer_bytes=pointer_bytes, runtime=runtime, core=core).total
+    base_cyc = sum(graph_cycles(plain, model))
+    base_macs = sum(ly.macs for ly in layers(space, arch))
+    if plan is None:
+        return PatchCosts(None, base_arena, base_arena, base_cyc, base_cyc, base_macs, base_macs)
+    g = patched_tflite_graph(space, arch, plan)
+    return PatchCosts(plan, arena_bytes(g, pointer_bytes=pointer_bytes, runtime=runtime, core=core).total,
+                      base_arena, sum(graph_cycles(g, model)), base_cyc, plan.macs, base_macs)
+
+
+def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec):
+    net = layers(space, arch)
+    points = split_points(space, arch)
+    if spec.mode == "grid" and spec.blocks is not None:
+        points = [p for p in points if p[0] == spec.blocks]
+        if not points:
+            from ..errors import ConfigError
+            raise ConfigError(f"--patches {spec}: cannot split after {spec.blocks} blocks; allowed: "
+                              f"{[b for b, _ in split_points(space, arch)]}",
+                              hint="blocks of the last stage are never patched")
+    grids = [(spec.rows, spec.cols)] if spec.mode == "grid" else AUTO_GRIDS
+    for blocks, stop in points:
+        h, w, _ = net[stop - 1].out_shape
+        for r, c in grids:
+            if r <= h and c <= w:
+                yield patch_plan(net, stop, r, c, blocks)
+
+
+def choose_patches(space: SearchSpace, arch: SubnetArch, spec: "PatchSpec | str", *,
+                   max_overhead: float = MAX_OVERHEAD, pointer_bytes: int = 8,
+                   core: str = "cortex-m4") -> PatchPlan | None:
+    """The plan for `spec` (None for `off`, or when `auto` finds nothing that lowers the arena)."""
+    spec = PatchSpec.parse(spec)
+    if not spec.enabled:
+        return None
+    if spec.mode == "grid" and spec.blocks is not None:
+        return next(_candidates(space, arch, spec))
+    scored = [patch_costs(space, arch, p, pointer_bytes=pointer_bytes, core=core)
+              for p in _candidates(space, arch, spec)]
+    if not scored:
+        return None
+    within = [c for c in scored if c.latency_overhead <= max_overhead]
+    if spec.mode == "auto":
+        within = [c for c in within if c.arena_bytes < c.unpatched_arena_bytes]
+        if not within:
+            return None
+    pool = within or scored
+    return min(pool, key=lambda c: (c.arena_bytes, c.cycles)).plan
+
+
+@lru_cache(maxsize=4096)
+def best_patched_costs(space: SearchSpace, arch: SubnetArch, max_overhead: float = MAX_OVERHEAD,
+                       pointer_bytes: int = 4, core: str = "cortex-m4") -> PatchCosts:
+    """The search's view: costs of the best `auto` plan (or of the plain graph when none helps)."""
+    plan = choose_patches(space, arch, "auto", max_overhead=max_overhead, pointer_bytes=pointer_bytes, core=core)
+    return patch_costs(space, arch, plan, pointer_bytes=pointer_bytes, core=core)
