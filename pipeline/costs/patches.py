@@ -113,7 +113,7 @@ def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec):
     for blocks, stop in points:
         h, w, _ = net[stop - 1].out_shape
         for r, c in grids:
-            if r <= h and c <= w:
+            if (r <= h and c <= w) or len(points) == 1:   # a fixed split: patch_plan says why not
                 yield patch_plan(net, stop, r, c, blocks)
 
 

@@ -87,8 +87,7 @@ def patch_tflite(data: bytes, plan: PatchPlan) -> bytes:
             t.shape = list(pt.shape)
             t.shapeSignature = None
             t.buffer = 0   # activations own no data (buffer 0 is the empty sentinel)
-            base = t.name.decode() if isinstance(t.name, bytes) else (t.name or "t")
-            t.name = f"{base}/patch_{val}".encode()
+            t.name = f"patch{val}".encode()   # short: names are stored in flash
             tensors.append(t)
 
     ops = []
