@@ -143,3 +143,38 @@ def test_export_stage_patched_identical_on_whole_test_split(trained_supernet_dir
     assert (tmp_path / "model_int8.unpatched.tflite").exists()
     assert read_json(tmp_path / "export_report.json")["patches"]["identical"]
     assert pt["arena_bytes"] == report["arena"]["min_arena_bytes"]
+
+
+# -- search dimension ---------------------------------------------------------------------------------
+SPACE96 = SearchSpace(in_channels=1, num_classes=4, resolutions=(64, 80, 96), stem_channels=24, stem_stride=2,
+                      stages=(StageSpec(24, 2), StageSpec(32, 2), StageSpec(48, 2), StageSpec(64, 1)),
+                      kernel_sizes=(3, 5), expand_ratios=(4, 6), depths=(1, 2), width_mults=(0.75, 1.0))
+
+
+@pytest.mark.slow
+def test_search_gives_a_256k_board_a_patched_96px_subnet():
+    """No unpatched 96 px subnet of SPACE96 fits a 256 KiB board; with patches the search finds one."""
+    from pipeline.boards import load_board
+    from pipeline.costs import estimate
+    from pipeline.search import search
+    from pipeline.search.predictor import AccuracyPredictor, sample_archs
+    from pipeline.supernet.space import macs
+
+    import torch
+    torch.set_num_threads(1)
+    board = load_board("nucleo-f412zg")
+    smallest96 = SubnetArch(96, *[getattr(SPACE96.smallest(), f) for f in ("widths", "kernels", "expands")])
+    assert estimate(SPACE96, smallest96, board).sram_bytes > board.usable_sram_bytes
+    # A real MLP predictor fitted to a stand-in for accuracy that rewards input resolution most.
+    archs = sample_archs(SPACE96, 80, seed=5)
+    y = np.log([macs(SPACE96, a) for a in archs])
+    y = 0.4 * np.array([a.resolution for a in archs]) / 96 + 0.1 * (y - y.min()) / np.ptp(y)
+    pred = AccuracyPredictor(SPACE96, hidden=32, seed=0).fit(archs, 0.45 + y, epochs=150)
+    kw = dict(predictor=pred, population=16, generations=3, parents=4, n_mutate=8, n_crossover=8, seed=0)
+    plain = search(SPACE96, board, **kw)
+    assert plain.best.arch.resolution < 96 and plain.best.patches == "off"
+    patched = search(SPACE96, board, patches="auto", **kw)
+    best = patched.best
+    assert best.arch.resolution == 96 and best.patches != "off"
+    assert best.sram_bytes <= board.usable_sram_bytes
+    assert patched.to_dict()["best"]["patches"] == best.patches

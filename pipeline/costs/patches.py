@@ -24,6 +24,10 @@ from .memory import arena_bytes
 
 #: Grids `auto` tries (rows, cols); TFLM's CONCATENATION takes at most 10 inputs.
 AUTO_GRIDS = ((2, 2), (3, 3), (4, 4), (2, 1), (3, 2), (4, 3), (5, 5))
+#: The search's cheaper `auto`: the grids and split depths that won on the 96-160 px scans
+#: (benchmarks/README.md, patch-based inference): a few grids, at most the first two blocks.
+SEARCH_GRIDS = ((2, 2), (3, 2), (3, 3), (4, 3))
+SEARCH_MAX_BLOCKS = 2
 MAX_OVERHEAD = 0.15
 
 
@@ -99,9 +103,12 @@ def patch_costs(space: SearchSpace, arch: SubnetArch, plan: PatchPlan | None, *,
                       base_arena, sum(graph_cycles(g, model)), base_cyc, plan.macs, base_macs)
 
 
-def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec):
+def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec, grids=AUTO_GRIDS,
+                max_blocks: int | None = None):
     net = layers(space, arch)
     points = split_points(space, arch)
+    if max_blocks is not None and spec.blocks is None:
+        points = [p for p in points if p[0] <= max_blocks]
     if spec.mode == "grid" and spec.blocks is not None:
         points = [p for p in points if p[0] == spec.blocks]
         if not points:
@@ -109,7 +116,7 @@ def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec):
             raise ConfigError(f"--patches {spec}: cannot split after {spec.blocks} blocks; allowed: "
                               f"{[b for b, _ in split_points(space, arch)]}",
                               hint="blocks of the last stage are never patched")
-    grids = [(spec.rows, spec.cols)] if spec.mode == "grid" else AUTO_GRIDS
+    grids = [(spec.rows, spec.cols)] if spec.mode == "grid" else grids
     for blocks, stop in points:
         h, w, _ = net[stop - 1].out_shape
         for r, c in grids:
@@ -119,7 +126,8 @@ def _candidates(space: SearchSpace, arch: SubnetArch, spec: PatchSpec):
 
 def choose_patches(space: SearchSpace, arch: SubnetArch, spec: "PatchSpec | str", *,
                    max_overhead: float = MAX_OVERHEAD, pointer_bytes: int = 8,
-                   core: str = "cortex-m4") -> PatchPlan | None:
+                   core: str = "cortex-m4", grids=AUTO_GRIDS, max_blocks: int | None = None
+                   ) -> PatchPlan | None:
     """The plan for `spec` (None for `off`, or when `auto` finds nothing that lowers the arena)."""
     spec = PatchSpec.parse(spec)
     if not spec.enabled:
@@ -127,7 +135,7 @@ def choose_patches(space: SearchSpace, arch: SubnetArch, spec: "PatchSpec | str"
     if spec.mode == "grid" and spec.blocks is not None:
         return next(_candidates(space, arch, spec))
     scored = [patch_costs(space, arch, p, pointer_bytes=pointer_bytes, core=core)
-              for p in _candidates(space, arch, spec)]
+              for p in _candidates(space, arch, spec, grids, max_blocks)]
     if not scored:
         return None
     within = [c for c in scored if c.latency_overhead <= max_overhead]
@@ -139,9 +147,36 @@ def choose_patches(space: SearchSpace, arch: SubnetArch, spec: "PatchSpec | str"
     return min(pool, key=lambda c: (c.arena_bytes, c.cycles)).plan
 
 
-@lru_cache(maxsize=4096)
-def best_patched_costs(space: SearchSpace, arch: SubnetArch, max_overhead: float = MAX_OVERHEAD,
-                       pointer_bytes: int = 4, core: str = "cortex-m4") -> PatchCosts:
-    """The search's view: costs of the best `auto` plan (or of the plain graph when none helps)."""
-    plan = choose_patches(space, arch, "auto", max_overhead=max_overhead, pointer_bytes=pointer_bytes, core=core)
-    return patch_costs(space, arch, plan, pointer_bytes=pointer_bytes, core=core)
+@lru_cache(maxsize=65536)
+def search_plan(space: SearchSpace, arch: SubnetArch, spec: str = "auto", core: str = "cortex-m4"
+                ) -> PatchPlan | None:
+    """The plan the search gives `arch` (cached): `auto` over SEARCH_GRIDS / SEARCH_MAX_BLOCKS,
+    ranked by the 32-bit Cortex-M replay, or the fixed spec."""
+    return choose_patches(space, arch, spec, pointer_bytes=4, core=core, grids=SEARCH_GRIDS,
+                          max_blocks=SEARCH_MAX_BLOCKS)
+
+
+def patched_estimate(space: SearchSpace, arch: SubnetArch, board, plan: PatchPlan | None, *,
+                     calibration=None):
+    """`estimate()` of the patched model (a `Costs`), with the same SRAM accounting: the firmware arena
+    from the host replay plus the Cortex-M margin rule, never below the 32-bit CMSIS-NN replay."""
+    from .estimate import (_CORE_KIND, _KIND_CORE, APP_SRAM_BYTES, Costs, _latency_model, estimate,
+                           firmware_arena_rule)
+    from .flash import APP_CODE_BYTES, model_bytes, runtime_code_bytes
+    from .memory import cmsis_scratch_bytes
+
+    if plan is None:
+        return estimate(space, arch, board, calibration=calibration)
+    g = patched_tflite_graph(space, arch, plan)
+    core = _KIND_CORE[_CORE_KIND.get(board.core, "dsp")]
+    host = arena_bytes(g, pointer_bytes=8, runtime="host").total
+    dev = arena_bytes(g, pointer_bytes=4, runtime="cortex-m", core=core).total
+    max_scratch = max((cmsis_scratch_bytes(op.kind, op.layer, core=core) for op in g.ops), default=0)
+    fw = max(firmware_arena_rule(host, max_scratch, len(g.ops)), dev)
+    cycles = sum(graph_cycles(g, _latency_model(board, calibration)))
+    mb = model_bytes(g)
+    runtime = runtime_code_bytes(g.op_kinds, board.core)
+    return Costs(arena_bytes=dev, sram_bytes=fw + APP_SRAM_BYTES, model_bytes=mb,
+                 flash_bytes=mb + runtime + APP_CODE_BYTES, latency_ms=cycles / board.clock_hz * 1e3,
+                 macs=plan.macs, params=sum(ly.params for ly in plan.net), arena_host_bytes=host,
+                 firmware_arena_bytes=fw, runtime_code_bytes=runtime, cycles=int(round(cycles)))
