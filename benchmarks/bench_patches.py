@@ -128,6 +128,10 @@ def bench_subnet(tag: str, space: SearchSpace, arch: SubnetArch, work: Path, n_i
     e0 = arena_bytes(tflite_graph(space, arch), pointer_bytes=8, runtime="host")
     e1 = arena_bytes(patched_tflite_graph(space, arch, plan), pointer_bytes=8, runtime="host")
     i0, i1 = inspect_tflite(plain), inspect_tflite(patched_path)
+    # The 32-bit CMSIS-NN firmware's need (planner replay; smaller bookkeeping than the host runtime).
+    c0 = arena_bytes(tflite_graph(space, arch), pointer_bytes=4, runtime="cortex-m", core="cortex-m4").total
+    c1 = arena_bytes(patched_tflite_graph(space, arch, plan), pointer_bytes=4, runtime="cortex-m",
+                     core="cortex-m4").total
     row.update({
         "arena_unpatched_bytes": m0.min_arena_bytes, "arena_patched_bytes": m1.min_arena_bytes,
         "arena_ratio": round(m1.min_arena_bytes / m0.min_arena_bytes, 4),
@@ -135,6 +139,8 @@ def bench_subnet(tag: str, space: SearchSpace, arch: SubnetArch, work: Path, n_i
         "tail_unpatched_bytes": m0.tail_bytes, "tail_patched_bytes": m1.tail_bytes,
         "predicted_arena_unpatched_bytes": e0.total, "predicted_arena_patched_bytes": e1.total,
         "predicted_head_exact": e0.head == m0.head_bytes and e1.head == m1.head_bytes,
+        "predicted_arena_32bit_unpatched_bytes": c0, "predicted_arena_32bit_patched_bytes": c1,
+        "predicted_arena_32bit_ratio": round(c1 / c0, 4),
         "est_latency_overhead": round(est.latency_overhead, 4),
         "mac_overhead": round(est.macs / est.unpatched_macs - 1, 4),
         "model_bytes_unpatched": i0.model_bytes, "model_bytes_patched": i1.model_bytes,
