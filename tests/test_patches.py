@@ -178,3 +178,16 @@ def test_search_gives_a_256k_board_a_patched_96px_subnet():
     assert best.arch.resolution == 96 and best.patches != "off"
     assert best.sram_bytes <= board.usable_sram_bytes
     assert patched.to_dict()["best"]["patches"] == best.patches
+
+
+@pytest.mark.parametrize("command", ["export", "catalog"])
+def test_bad_patches_value_is_a_config_error_before_any_work(command, tmp_path):
+    import subprocess
+    import sys
+
+    args = {"export": ["--supernet", str(tmp_path), "--arch", "r24-w50k3e3", "--out", str(tmp_path / "o")],
+            "catalog": ["--supernet", str(tmp_path), "--out", str(tmp_path / "o")]}[command]
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", command, *args, "--patches", "3by3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 5, r.stderr
+    assert "not a patch setting" in r.stderr + r.stdout and "Traceback" not in r.stderr
