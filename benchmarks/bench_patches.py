@@ -180,7 +180,7 @@ def bench_subnet(tag: str, space: SearchSpace, arch: SubnetArch, work: Path, n_i
     return row
 
 
-def catalog_part(catalog_dir: Path) -> dict:
+def catalog_part(catalog_dir: Path, baseline_dir: Path | None = None) -> dict:
     from pipeline._io import read_json
     from pipeline.boards import load_board
     from pipeline.costs import estimate
@@ -190,7 +190,7 @@ def catalog_part(catalog_dir: Path) -> dict:
     rows = []
     for r in data["boards"]:
         board = load_board(r["board"])
-        if board.sram_bytes > 262144:
+        if board.sram_bytes > 270336:   # the 256 KiB class (the Pico's 264 KB included)
             continue
         # The largest resolution at which the smallest (least-SRAM) unpatched subnet still fits.
         reach = [res for res in space.resolutions
@@ -204,7 +204,14 @@ def catalog_part(catalog_dir: Path) -> dict:
                      "int8_accuracy": (r.get("measured") or {}).get("int8_acc"),
                      "measured_sram_bytes": (r.get("measured") or {}).get("sram_bytes"),
                      "usable_sram_bytes": board.usable_sram_bytes})
-    return {"catalog": str(catalog_dir), "boards": rows}
+    out = {"catalog": str(catalog_dir), "boards": rows}
+    if baseline_dir is not None:   # the same catalog with --patches off (the baseline)
+        base = read_json(baseline_dir / "catalog.json")
+        out["baseline_unpatched"] = [{"board": r["board"], "fits": r.get("fits"), "arch": r.get("arch"),
+                                      "int8_accuracy": (r.get("measured") or {}).get("int8_acc"),
+                                      "measured_sram_bytes": (r.get("measured") or {}).get("sram_bytes")}
+                                     for r in base["boards"]]
+    return out
 
 
 def main(argv=None) -> int:
@@ -216,6 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--inputs", type=int, default=64, help="random inputs for the exactness check")
     ap.add_argument("--tflm-dir", default=os.environ.get("TFLM_DIR"), help="TFLM tree: also run in QEMU")
     ap.add_argument("--catalog", type=Path, help="a catalog directory made with --patches auto")
+    ap.add_argument("--baseline-catalog", type=Path, help="the same catalog made with --patches off")
     ap.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/patches_<group>.json)")
     a = ap.parse_args(argv)
     import torch
@@ -255,7 +263,9 @@ def main(argv=None) -> int:
                         "qemu": "CMSIS-NN firmware in qemu-system-arm mps2-an386, -icount shift=0 (instructions)"},
               "threads": 1, "machine": {"nproc": os.cpu_count(), "platform": platform.platform()}}
     if a.catalog:
-        result["catalog"] = catalog_part(a.catalog)
+        result["catalog"] = catalog_part(a.catalog, a.baseline_catalog)
+        for r in result["catalog"].get("baseline_unpatched", []):
+            print(f"baseline (unpatched) {r['board']}: {r['arch']}, int8 acc {r['int8_accuracy']}")
         for r in result["catalog"]["boards"]:
             print(f"catalog {r['board']}: {r['arch']} patches {r['patches']} at {r['resolution']} px "
                   f"(unpatched reaches {r['max_unpatched_resolution']} px), int8 acc {r['int8_accuracy']}")
