@@ -74,7 +74,8 @@ def subnets(quick: bool, group: str = "all") -> list[tuple[str, SearchSpace, Sub
     return out
 
 
-def qemu_run(model: Path, board, tflm_dir: str, inputs: np.ndarray) -> tuple[list[bytes], list[int], int]:
+def qemu_run(model: Path, board, tflm_dir: str, inputs: np.ndarray, host_arena: int,
+             tflm_lib: str | None = None) -> tuple[list[bytes], list[int], int]:
     """(outputs, instructions per inference, generated arena) of the CMSIS-NN firmware in QEMU."""
     import subprocess
 
@@ -83,14 +84,13 @@ def qemu_run(model: Path, board, tflm_dir: str, inputs: np.ndarray) -> tuple[lis
     from pipeline._io import read_json
     from pipeline.codegen import generate_firmware
     from pipeline.codegen.qemu import start_qemu, stop_qemu
-    from pipeline.export import measure_arena
     from pipeline.serial.client import ProtocolClient
 
     with tempfile.TemporaryDirectory(prefix="bench-patches-") as tmp:
-        report = {"arena": {"min_arena_bytes": measure_arena(model).min_arena_bytes}}
+        report = {"arena": {"min_arena_bytes": host_arena}}
         fw = generate_firmware(model, board, Path(tmp) / "fw", report=report)
-        r = subprocess.run(["make", "-C", str(fw), f"TFLM_DIR={tflm_dir}", "app.elf"], capture_output=True,
-                           text=True)
+        r = subprocess.run(["make", "-C", str(fw), f"TFLM_DIR={tflm_dir}", "app.elf"]
+                           + ([f"TFLM_LIB={tflm_lib}"] if tflm_lib else []), capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(r.stdout[-1500:] + r.stderr[-1500:])
         proc, pty = start_qemu(fw / "app.elf", board.qemu_machine)
@@ -115,7 +115,7 @@ def qemu_run(model: Path, board, tflm_dir: str, inputs: np.ndarray) -> tuple[lis
 
 
 def bench_subnet(tag: str, space: SearchSpace, arch: SubnetArch, work: Path, n_inputs: int,
-                 tflm_dir: str | None) -> dict:
+                 tflm_dir: str | None, tflm_lib: str | None = None) -> dict:
     from pipeline.costs import arena_bytes, tflite_graph
     from pipeline.costs.patches import choose_patches, patch_costs, patched_tflite_graph
     from pipeline.costs.reference import reference_tflites
@@ -167,8 +167,8 @@ def bench_subnet(tag: str, space: SearchSpace, arch: SubnetArch, work: Path, n_i
         board = load_board("qemu-mps2-an386")
         xs = x[:3]
         try:
-            o0, c0, a0 = qemu_run(plain_path, board, tflm_dir, xs)
-            o1, c1, a1 = qemu_run(patched_path, board, tflm_dir, xs)
+            o0, c0, a0 = qemu_run(plain_path, board, tflm_dir, xs, m0.min_arena_bytes, tflm_lib)
+            o1, c1, a1 = qemu_run(patched_path, board, tflm_dir, xs, m1.min_arena_bytes, tflm_lib)
             row.update({"qemu_instructions_unpatched": int(np.median(c0)),
                         "qemu_instructions_patched": int(np.median(c1)),
                         "qemu_latency_overhead": round(float(np.median(c1)) / float(np.median(c0)) - 1, 4),
@@ -222,6 +222,8 @@ def main(argv=None) -> int:
                          "the --catalog part")
     ap.add_argument("--inputs", type=int, default=64, help="random inputs for the exactness check")
     ap.add_argument("--tflm-dir", default=os.environ.get("TFLM_DIR"), help="TFLM tree: also run in QEMU")
+    ap.add_argument("--tflm-lib", help="a prebuilt libtensorflow-microlite.a for Cortex-M4+fp CMSIS-NN "
+                                       "(default: the firmware Makefile builds it in the TFLM tree)")
     ap.add_argument("--catalog", type=Path, help="a catalog directory made with --patches auto")
     ap.add_argument("--baseline-catalog", type=Path, help="the same catalog made with --patches off")
     ap.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/patches_<group>.json)")
@@ -232,7 +234,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-patches-") as tmp:
         for tag, space, arch in subnets(a.quick, a.group):
-            row = bench_subnet(tag, space, arch, Path(tmp), a.inputs, a.tflm_dir)
+            row = bench_subnet(tag, space, arch, Path(tmp), a.inputs, a.tflm_dir, a.tflm_lib)
             rows.append(row)
             print(json.dumps(row), flush=True)
     done = [r for r in rows if r.get("patches") != "off"]

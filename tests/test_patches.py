@@ -74,6 +74,12 @@ def test_patched_outputs_identical_and_graph_predicted(models, case):
     assert outputs_identical(plain, patched, x) == len(x)
     info, plain_info = inspect_tflite(patched), inspect_tflite(plain)
     assert allowed_violations(info) == []
+    # Every patch tensor keeps the quantization of the unpatched tensor it is a region of (so the
+    # CONCATENATION of patch outputs needs no requantization and equals the unpatched tensor).
+    for k, pt in enumerate(plan.tensors):
+        t = next(t for t in info.tensors if t.name == f"patch{k}")
+        full = plain_info.input if pt.like < 0 else plain_info.tensors[plain_info.ops[pt.like].outputs[0]]
+        assert (t.scales, t.zero_points) == (full.scales, full.zero_points)
     # Weights are shared, not copied: only the int32 slice/pad operands are new constant bytes.
     new_consts = sum(t.nbytes for t in info.tensors if t.is_constant and t.dtype == "INT32" and
                      t.name.startswith("patches/"))
