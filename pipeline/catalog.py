@@ -142,7 +142,8 @@ def _markdown_extras(data: dict) -> str:
 
 def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: str | os.PathLike, *,
                   latency_ms: float | None = None, seed: int = 0, num_samples: int = 300,
-                  max_candidates: int = 5, scratch_count: int = 2, log=print, progress: bool = False) -> dict:
+                  max_candidates: int = 5, scratch_count: int = 2, log=print, progress: bool = False,
+                  patches: str = "off") -> dict:
     from .report.html import catalog_html
     from .search.catalog import catalog, catalog_markdown
     from .search.predictor import get_predictor
@@ -152,7 +153,8 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
     predictor = get_predictor(supernet_dir, num_samples=num_samples, seed=seed, progress=progress)
     predictor_s = time.perf_counter() - t0
     data = catalog(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
-                   max_candidates=max_candidates, log=log)
+                   max_candidates=max_candidates, log=log,
+                   search_kwargs={"patches": patches} if patches != "off" else None)
     data["predictor_seconds"] = round(predictor_s, 2)
     _energy_per_inference(data, boards)
     scratch_path = out_dir / "scratch_trainings.json"

@@ -41,6 +41,7 @@ class DeployOptions:
     max_candidates: int = 5
     quiet: bool = False
     extra: dict = field(default_factory=dict)
+    patches: str = "off"   # search dimension: patch-based inference (pipeline.supernet.patches)
 
 
 def _echo(opts: DeployOptions) -> Callable[[str], None]:
@@ -97,7 +98,8 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
     search_hash = hash_inputs(files=[supernet_dir / "weights.pt", supernet_dir / "space.json", board.path],
                               params={"latency_ms": opts.latency_ms, "sram_kb": opts.sram_kb,
                                       "flash_kb": opts.flash_kb, "seed": opts.seed,
-                                      "samples": opts.predictor_samples, "max_candidates": opts.max_candidates})
+                                      "samples": opts.predictor_samples, "max_candidates": opts.max_candidates,
+                                      **({"patches": opts.patches} if opts.patches != "off" else {})})
 
     def run_search():
         from .search import select_and_verify
@@ -110,6 +112,7 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
             sram_bytes=None if opts.sram_kb is None else int(opts.sram_kb * 1024),
             flash_bytes=None if opts.flash_kb is None else int(opts.flash_kb * 1024),
             seed=opts.seed, max_candidates=opts.max_candidates, export_cache=run_dir / "exports",
+            search_kwargs={"patches": opts.patches} if opts.patches != "off" else None,
             log=lambda m: echo(f"         {m}"))
         m = sel.measured
         acc = f"{100 * m.int8_acc:.2f}%" if m.int8_acc is not None else "?"

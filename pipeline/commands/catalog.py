@@ -10,6 +10,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-ms", type=float, metavar="N", help="latency budget applied to every board")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (exports are cached there)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]", help="patch-based inference as a search dimension: an arch too big for the SRAM is costed "
+                        "again with its early stages run on patches (stock TFLite ops, identical outputs); "
+                        "off, auto or a fixed RxC[@bK] (default off)")
     p.add_argument("--samples", type=int, default=300, help="accuracy-predictor samples (default 300; cached)")
     p.add_argument("--max-candidates", type=int, default=5,
                    help="candidates exported per board before giving up (default 5)")
@@ -27,6 +30,8 @@ def run(args) -> int:
 
     import torch
     torch.set_num_threads(1)
+    from ..supernet.patches import PatchSpec
+    PatchSpec.parse(args.patches)
     if args.latency_ms is not None and args.latency_ms <= 0:
         raise UsageError(f"--latency-ms must be positive, got {args.latency_ms:g}")
     ids = [s.strip() for s in args.boards.split(",") if s.strip()]
@@ -35,7 +40,7 @@ def run(args) -> int:
     boards = list_boards() if ids == ["all"] else [load_board(i) for i in ids]
     data = build_catalog(args.supernet, boards, args.out, latency_ms=args.latency_ms, seed=args.seed,
                          num_samples=args.samples, max_candidates=args.max_candidates, scratch_count=args.scratch,
-                         log=print, progress=sys.stderr.isatty())
+                         log=print, progress=sys.stderr.isatty(), patches=args.patches)
     out = Path(args.out)
     ok = sum(1 for r in data["boards"] if r.get("fits"))
     print(f"catalog: {ok}/{len(data['boards'])} boards with a verified model, {data['distinct_archs']} distinct "

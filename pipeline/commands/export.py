@@ -16,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for calibration subsets (default 0)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 13-17 (default 13)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]",
+                   help="patch-based inference: run the stem and first K blocks on R x C patches (stock "
+                        "TFLite ops, outputs identical, lower arena); auto picks the grid (default off)")
 
 
 def run(args) -> int:
@@ -29,11 +32,14 @@ def run(args) -> int:
 
     if args.calib < 1:
         raise UsageError(f"--calib must be >= 1, got {args.calib}")
+    from ..supernet.patches import PatchSpec
+    PatchSpec.parse(args.patches)  # a bad value fails before any work
     if args.max_drop < 0:
         raise UsageError(f"--max-drop must be >= 0, got {args.max_drop}")
     torch.set_num_threads(max(1, args.threads))
     report = export_subnet(args.supernet, args.arch, args.out, data_spec=args.data, seed=args.seed,
                            max_drop_points=args.max_drop, num_calib=args.calib, opset=args.opset,
+                           patches=args.patches,
                            progress=lambda check, line: print(line, flush=True))
     print(f"wrote {args.out}/model.onnx, model_int8.tflite ({report['model_bytes']} B), export_report.json "
           f"in {report['timings_s']['stage_total']:.1f} s")

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="population size (default 100); parents, mutants and crossovers keep OFA's 25/50/50 ratio")
     p.add_argument("--generations", type=int, default=40, help="generations (default 40)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]", help="patch-based inference as a search dimension: an arch too big for the SRAM is costed "
+                        "again with its early stages run on patches (stock TFLite ops, identical outputs); "
+                        "off, auto or a fixed RxC[@bK] (default off)")
 
 
 def _kib(n: float) -> str:
@@ -68,12 +71,12 @@ def run(args) -> int:
                  population=args.population, generations=args.generations, seed=args.seed,
                  parents=max(1, args.population // 4), n_mutate=max(1, args.population // 2),
                  n_crossover=max(1, args.population // 2),
-                 calibration=args.calibration, progress=progress)
+                 calibration=args.calibration, progress=progress, patches=args.patches)
     if bar is not None:
         bar.close()
     b, c, m = res.budget, res.best.costs, res.margins
     print(f"board    {board.id} ({board.core}, {board.clock_mhz:g} MHz)")
-    print(f"arch     {res.best.arch}")
+    print(f"arch     {res.best.arch}" + (f"  (patches {res.best.patches})" if res.best.patches != "off" else ""))
     print(f"accuracy {100 * res.best.predicted_acc:.2f}% predicted (holdout)")
     print(f"SRAM     {_kib(res.best.sram_bytes)} of {_kib(b.sram_bytes)}  (margin {_kib(m['sram_bytes'])}; "
           f"arena {_kib(c.firmware_arena_bytes)} firmware, {_kib(c.arena_bytes)} 32-bit need)")

@@ -54,6 +54,9 @@ _STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
         "TfLiteReshapeParams": (36, 4),
         "OpDataPooling": (32, 4), "SoftmaxParams": (80, 8), "OpDataQuantizeReference": (32, 8),
         "DequantizeOpData": (32, 8), "TfLitePoolParams": (40, 4), "TfLiteSoftmaxParams": (4, 4),
+        # patch-based graphs (pipeline.supernet.patches): slice, pad and concatenation
+        "TfLiteStridedSliceParams": (24, 4), "TfLiteConcatenationParams": (8, 4), "NoParams": (0, 1),
+        "OpDataStridedSlice": (84, 4), "OpDataPad": (56, 4), "OpDataConcatenation": (40, 8),
     },
     4: {
         "TfLiteEvalTensor": (12, 4), "TfLiteTensor": (32, 4), "NodeAndRegistration": (32, 4),
@@ -75,13 +78,15 @@ _STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
         # cmsis_nn/pooling.cc OpData = {OpDataPooling; int buffer_idx}; softmax.cc CMSISNNSoftmaxParams
         # = {SoftmaxParams; int32 num_rows, row_size}; add.cc has its own OpData (60 B).
         "CmsisOpDataPooling": (36, 4), "CmsisSoftmaxParams": (64, 8), "CmsisOpDataAdd": (60, 4),
+        "TfLiteStridedSliceParams": (24, 4), "TfLiteConcatenationParams": (8, 4), "NoParams": (0, 1),
+        "OpDataStridedSlice": (84, 4), "OpDataPad": (56, 4), "OpDataConcatenation": (24, 4),
     },
 }
 # The `tflite_micro` wheel is built with USE_TFLM_COMPRESSION, which grows these structs
 # (same probe, -DUSE_TFLM_COMPRESSION). Firmware builds leave compression off.
 _COMPRESSION_STRUCTS: dict[int, dict[str, tuple[int, int]]] = {
     8: {"RecordingMicroAllocator": (272, 8), "SubgraphAllocations": (24, 8), "OpDataConv": (80, 8),
-        "OpDataFullyConnected": (72, 8)},
+        "OpDataFullyConnected": (72, 8), "OpDataConcatenation": (80, 8)},
     4: {"RecordingMicroAllocator": (136, 4), "SubgraphAllocations": (12, 4), "OpDataConv": (64, 4),
         "OpDataFullyConnected": (56, 4)},
 }
@@ -118,6 +123,10 @@ _OPS: dict[str, tuple[str | None, str | None, str | None]] = {
     "SOFTMAX": ("TfLiteSoftmaxParams", "SoftmaxParams", "CmsisSoftmaxParams"),
     "QUANTIZE": (None, "OpDataQuantizeReference", "OpDataQuantizeReference"),
     "DEQUANTIZE": (None, "DequantizeOpData", "DequantizeOpData"),
+    # patch-based graphs (pipeline.supernet.patches): the same op data in both kernel sets
+    "STRIDED_SLICE": ("TfLiteStridedSliceParams", "OpDataStridedSlice", "OpDataStridedSlice"),
+    "PAD": ("NoParams", "OpDataPad", "OpDataPad"),
+    "CONCATENATION": ("TfLiteConcatenationParams", "OpDataConcatenation", "OpDataConcatenation"),
 }
 SUPPORTED_OPS = tuple(sorted(_OPS))
 # softmax_common.cc: int16 softmax keeps two 513-entry int16 lookup tables in persistent memory.

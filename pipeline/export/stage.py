@@ -19,7 +19,8 @@ from .convert import export_int8
 from .compare import crosscheck
 
 REPORT_NAME = "export_report.json"
-EXPORT_DEFAULTS = {"data_spec": None, "seed": 0, "max_drop_points": 2.0, "num_calib": 200, "opset": 13}
+EXPORT_DEFAULTS = {"data_spec": None, "seed": 0, "max_drop_points": 2.0, "num_calib": 200, "opset": 13,
+                   "patches": "off"}
 
 
 def export_key(supernet_dir: str | os.PathLike, arch, **settings) -> str:
@@ -75,11 +76,14 @@ def _dataset_spec(supernet_dir: Path, data_spec: str | None) -> tuple[str, int, 
 
 def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathLike, *,
                   data_spec: str | None = None, seed: int = 0, max_drop_points: float = 2.0,
-                  num_calib: int = 200, opset: int = 13,
+                  num_calib: int = 200, opset: int = 13, patches: str = "off",
                   progress: Callable[[str, str], None] | None = None) -> dict:
     """Run the export stage; return the report dict (also written to out_dir/export_report.json).
 
-    progress(check, line) is called once per finished check (onnx, ops, crosscheck, arena)."""
+    progress(check, line) is called once per finished check (onnx, ops, crosscheck, arena).
+    patches: "off", "auto", "RxC" or "RxC@bK" (see `pipeline.supernet.patches`): model_int8.tflite is
+    then the patched model, proven output-identical to the unpatched one (kept as
+    model_int8.unpatched.tflite) on the whole test split."""
     import torch
 
     from ..data import load_dataset
@@ -118,6 +122,21 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
     t_cc = time.perf_counter() - t
     say("crosscheck", ("crosscheck: " if cc.passed else "crosscheck FAILED: ") + cc.summary())
 
+    patched = None
+    if cc.passed and str(patches).strip().lower() not in ("off", "none", ""):
+        from .patches import export_patched
+        t = time.perf_counter()
+        patched = export_patched(res.tflite_path, supernet.space, arch, patches,
+                                 x_int8=res.contract.quantize(test.x), measure=False, seed=seed)
+        plain_arena = measure_arena(patched.unpatched_path, inputs_int8=res.contract.quantize(test.x[:4]),
+                                    seed=seed)
+        patched.unpatched_arena_bytes = plain_arena.min_arena_bytes
+        say("patches", f"patches {patched.plan.spec}: int8 outputs identical to the unpatched model on "
+                       f"{patched.identical_samples}/{patched.samples_compared} test images; model "
+                       f"{patched.unpatched_model_bytes} -> {patched.model_bytes} B, MACs "
+                       f"+{100 * (patched.macs / patched.unpatched_macs - 1):.1f}% "
+                       f"({time.perf_counter() - t:.1f} s)")
+
     t = time.perf_counter()
     arena = measure_arena(res.tflite_path, inputs_int8=res.contract.quantize(test.x[:4]), seed=seed)
     t_arena = time.perf_counter() - t
@@ -125,11 +144,16 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
                  f"floor {arena.floor_bytes} B, arena/floor {arena.arena_over_floor:.3f}, "
                  f"head/floor {arena.head_over_floor:.3f} ({len(arena.probes)} probes)")
 
+    if patched is not None:
+        patched.arena_bytes = arena.min_arena_bytes
+        say("patches", f"patches: arena {patched.unpatched_arena_bytes} -> {arena.min_arena_bytes} B "
+                       f"({arena.min_arena_bytes / patched.unpatched_arena_bytes:.2f}x)")
     timings = dict(res.timings_s, arena=t_arena, crosscheck=t_cc, stage_total=time.perf_counter() - t0)
     report = {
         "passed": cc.passed,
         "cache_key": export_key(supernet_dir, arch, data_spec=data_spec, seed=seed,
-                                max_drop_points=max_drop_points, num_calib=num_calib, opset=opset),
+                                max_drop_points=max_drop_points, num_calib=num_calib, opset=opset,
+                                patches=str(patches)),
         "arch": arch.to_dict(),
         "data": {"spec": spec, "seed": data_seed, "fingerprint": ds.fingerprint(),
                  "trained_on_fingerprint": trained_fp, "calibration_split": len(calib),
@@ -141,7 +165,8 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
                      "max_drop_points": max_drop_points, "argmax_agreement": cc.argmax_agreement},
         "crosscheck": cc.to_dict(),
         "arena": arena.to_dict(),
-        "model_bytes": res.model.model_bytes,
+        "model_bytes": patched.model_bytes if patched else res.model.model_bytes,
+        "patches": patched.to_dict() if patched else {"spec": "off"},
         "model_sha256": sha256_file(res.tflite_path),
         "input_contract": res.contract.to_dict(),
         "export": res.to_dict(),

@@ -73,7 +73,7 @@ def catalog_data(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path
             continue
         c, m = sel.candidate, sel.measured
         row.update({
-            "fits": True, "arch": str(sel.arch), "arch_dict": sel.arch.to_dict(),
+            "fits": True, "arch": str(sel.arch), "arch_dict": sel.arch.to_dict(), "patches": c.patches,
             "predicted": {"holdout_acc": c.predicted_acc, "sram_bytes": c.sram_bytes,
                           "flash_bytes": c.costs.flash_bytes, "host_arena_bytes": c.costs.arena_host_bytes,
                           "arena_bytes_32bit": c.costs.arena_bytes, "model_bytes": c.costs.model_bytes,

@@ -47,6 +47,7 @@ class Candidate:
     costs: Costs
     sram_bytes: int          # the figure compared with the SRAM budget (see SRAM_MODELS)
     fitness: float = math.nan   # what the search ranked by (pessimistic estimate); nan if not searched
+    patches: str = "off"     # patch-based inference plan (pipeline.supernet.patches), "off" if none
 
     def margins(self, budget: Budget) -> dict:
         m = {"sram_bytes": budget.sram_bytes - self.sram_bytes,
@@ -56,7 +57,7 @@ class Candidate:
 
     def to_dict(self, budget: Budget | None = None) -> dict:
         d = {"arch": self.arch.to_dict(), "predicted_acc": self.predicted_acc, "fitness": self.fitness,
-             "sram_bytes": self.sram_bytes, "costs": self.costs.to_dict()}
+             "sram_bytes": self.sram_bytes, "costs": self.costs.to_dict(), "patches": self.patches}
         if budget is not None:
             d["margins"] = self.margins(budget)
         return d
@@ -188,7 +189,7 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
            sram_bytes: int | None = None, flash_bytes: int | None = None, population: int = 100,
            generations: int = 40, parents: int = 25, mutation_prob: float = 0.1, n_mutate: int = 50,
            n_crossover: int = 50, seed: int = 0, calibration: Any = None, sram_model: str = "firmware",
-           max_tries: int = 200, keep_ranked: int = 50,
+           max_tries: int = 200, keep_ranked: int = 50, patches: str = "off",
            progress: Callable[[int, int, float], None] | None = None) -> SearchResult:
     """Most accurate (predicted) arch within the board's budgets.
 
@@ -196,7 +197,12 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
     rule on the 64-bit arena) + app buffers with the SRAM budget; "device" uses the 32-bit CMSIS-NN
     replay instead (the true need, for users who size the arena themselves).
     `progress(generation, generations, best_acc)` is called after every generation.
+    patches: "off", "auto" or a fixed "RxC[@bK]": an arch whose unpatched model exceeds the SRAM budget
+    is costed again as a patched model (`pipeline.costs.patches`), so patching is one more search
+    dimension (split depth and grid chosen per arch); the candidate records its plan in `patches`.
     """
+    from ..supernet.patches import PatchSpec
+    patch_spec = PatchSpec.parse(patches)
     if sram_model not in SRAM_MODELS:
         raise ConfigError(f"sram_model must be one of {SRAM_MODELS}, got {sram_model!r}")
     if parents > population or population < 2 or parents < 1:
@@ -220,14 +226,23 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
         if arch in costs:
             return costs[arch] is not None
         lat, flash, sram_floor = quick_costs(space, arch, board, calibration=lat_model)
-        if (flash > budget.flash_bytes or sram_floor > budget.sram_bytes
+        if (flash > budget.flash_bytes or (sram_floor > budget.sram_bytes and not patch_spec.enabled)
                 or (budget.latency_ms is not None and lat > budget.latency_ms)):
             costs[arch] = None
             return False
+
+        def fits(c: Costs) -> bool:
+            return (sram_of(c) <= budget.sram_bytes and c.flash_bytes <= budget.flash_bytes
+                    and (budget.latency_ms is None or c.latency_ms <= budget.latency_ms))
         c = estimate(space, arch, board, calibration=lat_model)
-        ok = (sram_of(c) <= budget.sram_bytes and c.flash_bytes <= budget.flash_bytes
-              and (budget.latency_ms is None or c.latency_ms <= budget.latency_ms))
-        costs[arch] = Candidate(arch, math.nan, c, sram_of(c)) if ok else None
+        plan_spec = "off"
+        if not fits(c) and patch_spec.enabled and sram_of(c) > budget.sram_bytes:
+            from ..costs.patches import patched_estimate, search_plan
+            plan = search_plan(space, arch, str(patch_spec), board.core)
+            if plan is not None:
+                c, plan_spec = patched_estimate(space, arch, board, plan, calibration=lat_model), plan.spec
+        ok = fits(c)
+        costs[arch] = Candidate(arch, math.nan, c, sram_of(c), patches=plan_spec) if ok else None
         return ok
 
     smallest = space.smallest()
@@ -287,8 +302,8 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
 
     feasible = [arch for arch, cand in costs.items() if cand is not None]
     evaluate(feasible)
-    feasible_cands = [Candidate(a, mean_cache[a], costs[a].costs, costs[a].sram_bytes, acc_cache[a])
-                      for a in feasible]
+    feasible_cands = [Candidate(a, mean_cache[a], costs[a].costs, costs[a].sram_bytes, acc_cache[a],
+                                costs[a].patches) for a in feasible]
     # Best fitness first; ties broken by lower SRAM, then by id, so the order is reproducible.
     feasible_cands.sort(key=lambda c: (-c.fitness, c.sram_bytes, str(c.arch)))
     return SearchResult(
@@ -297,4 +312,5 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
         seconds=time.perf_counter() - t0,
         params={"population": population, "generations": generations, "parents": parents,
                 "mutation_prob": mutation_prob, "n_mutate": n_mutate, "n_crossover": n_crossover,
-                "seed": seed, "sram_model": sram_model, "latency_model": lat_model.source})
+                "seed": seed, "sram_model": sram_model, "latency_model": lat_model.source,
+                "patches": str(patch_spec)})

@@ -92,10 +92,13 @@ def measured_costs(export_dir: Path, board) -> Measured:
 def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callable | None,
             **export_kwargs) -> Path:
     """Export `arch` into `cache/<id>` unless a passed export with the same key (weights, space, arch,
-    export settings: `export_key`) is already there; a stale one (retrained supernet) is replaced."""
+    export settings incl. patches: `export_key`) is already there; a stale one (retrained supernet) is replaced."""
     from ..export.stage import export_key
 
-    d = Path(cache).resolve() / str(arch)   # absolute: the conversion worker runs elsewhere
+    patches = str(export_kwargs.get("patches", "off"))
+    # A patched export is another model of the same arch: its own directory (absolute: the conversion
+    # worker runs elsewhere).
+    d = Path(cache).resolve() / (str(arch) + ("" if patches == "off" else f"+patches{patches}"))
     supernet_dir = Path(supernet_dir).resolve()
     rep = d / EXPORT_REPORT
     if rep.exists() and (d / "model_int8.tflite").exists():
@@ -156,13 +159,17 @@ def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, p
     log_path = out_dir / "verify.jsonl"
     for cand in ranked[:max_candidates]:
         t0 = time.perf_counter()
-        entry: dict[str, Any] = {"board": board.id, "arch": str(cand.arch), "predicted_acc": cand.predicted_acc,
+        entry: dict[str, Any] = {"board": board.id, "arch": str(cand.arch), "patches": cand.patches,
+                                 "predicted_acc": cand.predicted_acc,
                                  "predicted": {"sram_bytes": cand.sram_bytes,
                                                "flash_bytes": cand.costs.flash_bytes,
                                                "host_arena_bytes": cand.costs.arena_host_bytes,
                                                "latency_ms": cand.costs.latency_ms}}
         try:
-            d = _export(supernet_dir, cand.arch, cache, export_fn, seed=seed, **(export_kwargs or {}))
+            kw = dict(export_kwargs or {})
+            if cand.patches != "off":   # the search costed it patched: export it patched
+                kw["patches"] = cand.patches
+            d = _export(supernet_dir, cand.arch, cache, export_fn, seed=seed, **kw)
         except (AccuracyGateError, ExportError) as e:
             entry.update({"fits": False, "reason": f"export failed: {e.message}",
                           "seconds": round(time.perf_counter() - t0, 2)})
