@@ -50,7 +50,7 @@ class Dataset:
     def native_resolution(self) -> tuple[int, int]:
         return int(self.x.shape[1]), int(self.x.shape[2])
 
-    def split(self, name: str, resolution: int | None = None) -> Split:
+    def split(self, name: str, resolution: int | tuple[int, int] | None = None) -> Split:
         if name not in self._split_idx:
             raise DataError(f"unknown split '{name}'", hint=f"use one of {list(SPLITS)}")
         idx = self._split_idx[name]
@@ -101,19 +101,20 @@ def stratified_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> d
     return {s: np.sort(np.concatenate(parts[s])) for s in names}
 
 
-def resize_images(x: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 NHWC -> uint8 NHWC at resolution x resolution (bilinear, antialiased when shrinking).
+def resize_images(x: np.ndarray, resolution: int | tuple[int, int]) -> np.ndarray:
+    """uint8 NHWC -> uint8 NHWC at resolution x resolution, or (height, width) for a non-square model
+    input (bilinear, antialiased when shrinking).
 
     The one resize every consumer uses, so host and board see the same pixels."""
-    if x.shape[1] == resolution and x.shape[2] == resolution:
+    height, width = (resolution, resolution) if isinstance(resolution, int) else map(int, resolution)
+    if x.shape[1] == height and x.shape[2] == width:
         return x
     import torch
     import torch.nn.functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
-    shrink = resolution < max(x.shape[1], x.shape[2])
-    t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                      antialias=shrink)
+    shrink = height < x.shape[1] or width < x.shape[2]
+    t = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
     return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 

@@ -1,8 +1,10 @@
-"""On-board accuracy check: send the test split through the input contract, compare with host TFLM.
+"""On-board accuracy check: send the test data through the input contract, compare with host TFLM.
 
 Every sample's result is appended to check.jsonl as it arrives; a rerun with the same model and data
 skips finished samples. The report (check_report.json) gives on-device top-1, agreement with the host
 int8 result (argmax and exact logits), latency (cycles -> ms), throughput, link retries and errors.
+Which samples, which contract and which metric (top-1, or anomaly-score agreement for an autoencoder)
+is decided in inputs.py before the first sample is sent; the report names the metric.
 """
 from __future__ import annotations
 
@@ -15,33 +17,16 @@ import numpy as np
 
 from .._io import append_jsonl, read_json, read_jsonl, write_json
 from ..boards import Board, load_board
-from ..contract import InputContract
-from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError
+from ..errors import AccuracyGateError, ModelMismatchError
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
+from .inputs import SCORE_RTOL, CheckData, check_data, load_contract, score_record  # noqa: F401 (load_contract: API)
 from .link import open_port
 from .reference import TflmRunner
 
 LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
+_NP_DTYPES = {"INT8": np.int8, "INT16": np.int16}
 KEEP_LOGITS = 256  # logits up to this many classes are kept in the log
-
-
-def load_contract(model_path: str | os.PathLike, model: ModelInfo) -> InputContract:
-    """The contract from export_report.json beside the model, else from the model's input quantization."""
-    shape = model.input.shape
-    if len(shape) != 4 or shape[0] != 1:
-        raise ArtifactError(f"{model_path}: input shape {shape} is not (1, H, W, C)",
-                            hint="the serial check handles image classifiers with NHWC input")
-    report = Path(model_path).with_name("export_report.json")
-    if report.exists():
-        d = read_json(report)
-        if "input_contract" in d:
-            c = InputContract.from_dict(d["input_contract"])
-            if c.shape != tuple(shape):
-                raise ArtifactError(f"{report}: input contract shape {c.shape} does not match the model's "
-                                    f"input {tuple(shape)}", hint="re-run the export for this model")
-            return c
-    return InputContract(shape[1], shape[2], shape[3], model.input.scale, model.input.zero_point)
 
 
 def _stats(a: np.ndarray) -> dict:
@@ -60,37 +45,29 @@ def _progress(total: int, initial: int, enabled: bool):
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
-              log=print) -> dict:
+              metric: str = "auto", log=print) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
     Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
     report) if the argmax agreement is below `gate`.
     """
-    from ..data import load_dataset
-
     model_path = Path(model_path)
     model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or (board.serial_baud if board else 115200)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent
-    contract = load_contract(model_path, model)
-    if contract.height != contract.width:
-        raise DataError(f"the model input is {contract.height}x{contract.width}; the dataset loader resizes "
-                        f"to square resolutions only")
-    ds = load_dataset(data_spec, seed=seed)
-    if ds.channels != contract.channels:
-        raise DataError(f"{data_spec} has {ds.channels} channel(s) but the model takes {contract.channels}",
-                        hint="use the dataset the model was trained on (e.g. builtin:digits-rgb for 3 channels)")
-    split = ds.split("test", resolution=contract.height)
-    n = len(split) if limit is None else min(int(limit), len(split))
-    fingerprint = ds.fingerprint()
+    data = check_data(model_path, model, data_spec, seed=seed, metric=metric)
+    contract = data.contract
+    n = len(data) if limit is None else min(int(limit), len(data))
+    fingerprint = data.fingerprint
+    out_dtype = np.dtype(_NP_DTYPES[model.output.dtype]).newbyteorder("<")
 
     log_path = out_dir / LOG_NAME
     done = _resume(log_path, model, data_spec, fingerprint, log)
     if not log_path.exists():
         append_jsonl(log_path, {"kind": "header", "model_sha256": model.sha256, "model": str(model_path),
                                 "data": data_spec, "data_fingerprint": fingerprint, "seed": seed,
-                                "split": "test", "resolution": contract.height})
+                                **data.describe()})
     todo = [i for i in range(n) if i not in done]
 
     ref = TflmRunner(model_path, model)
@@ -108,18 +85,20 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
                 f"(first 16 bytes of sha256)",
                 hint="flash the firmware generated from this model (ofa-mcu codegen + make flash), or pass "
                      "the .tflite the firmware was built from")
-        if info.input_bytes != int(np.prod(contract.shape)) or info.input_dtype != contract.input_dtype:
+        if info.input_bytes != model.input.nbytes or info.input_dtype != contract.input_dtype:
             raise ModelMismatchError(f"the device expects {info.input_bytes} {info.input_dtype} input bytes, "
-                                     f"the contract gives {int(np.prod(contract.shape))} {contract.input_dtype}")
+                                     f"the contract gives {model.input.nbytes} {contract.input_dtype}")
         if todo:
             log(f"check: {len(todo)} of {n} samples to send" + (f" ({len(done)} already in {log_path})"
                                                                  if done else ""))
         bar = _progress(n, n - len(todo), sys.stderr.isatty() if progress is None else progress)
         try:
             for i in todo:
-                x = contract.quantize(split.x[i]).tobytes()
-                host = np.frombuffer(ref.run(x), dtype=np.int8)
-                rec = {"kind": "sample", "i": i, "index": int(split.indices[i]), "label": int(split.y[i]),
+                xq = data.quantized(i)
+                x = np.ascontiguousarray(xq).astype(xq.dtype.newbyteorder("<")).tobytes()
+                host = np.frombuffer(ref.run(x), dtype=out_dtype)
+                rec = {"kind": "sample", "i": i, "index": int(data.indices[i]),
+                       "label": int(data.labels[i]) if data.labels is not None else None,
                        "host_top1": int(host.argmax())}
                 t0 = time.monotonic()
                 try:
@@ -129,12 +108,9 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
                     rec.update(error=str(e), argmax_agree=False, exact=False)
                     errors.append(f"sample {i}: {e}")
                 else:
-                    dev = np.frombuffer(res.output, dtype=np.int8)
-                    same_len = dev.shape == host.shape
-                    rec.update(device_top1=int(dev.argmax()) if dev.size else -1,
-                               argmax_agree=bool(same_len and dev.argmax() == host.argmax()),
-                               exact=bool(same_len and np.array_equal(dev, host)),
-                               max_abs_diff=int(np.abs(dev.astype(int) - host.astype(int)).max()) if same_len else None,
+                    dev = np.frombuffer(res.output, dtype=out_dtype) if len(res.output) % out_dtype.itemsize == 0 \
+                        else np.frombuffer(res.output, dtype=np.uint8)
+                    rec.update(score_record(data.metric, model, xq, dev, host),
                                cycles=int(res.cycles), wall_ms=round((time.monotonic() - t0) * 1e3, 3))
                     if dev.size <= KEEP_LOGITS:
                         rec["output"] = dev.tolist()
@@ -147,13 +123,13 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
         session_s = time.monotonic() - t_start
         link = client.stats.to_dict()
         client.close() if own_port else client.detach()
-    report = _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,
+    report = _report(model_path, model, data_spec, fingerprint, data, info, board, port, baud, n, done,
                      session_s, len(todo), link, errors, gate, sim)
     write_json(out_dir / REPORT_NAME, report)
     log(report["summary"])
-    if report["agreement"]["argmax"] < gate:
+    if not report["gate"]["passed"]:
         raise AccuracyGateError(
-            f"argmax agreement {report['agreement']['argmax']:.2%} is below the gate {gate:.2%} "
+            f"{report['gate']['metric']} {report['gate']['value']:.2%} is below the gate {gate:.2%} "
             f"({report['agreement']['disagreeing_samples']} disagreeing samples; see {out_dir / REPORT_NAME})",
             hint="exact disagreement points to a firmware/host kernel difference or a wrong input contract")
     return report
@@ -175,34 +151,52 @@ def _resume(log_path: Path, model: ModelInfo, data_spec: str, fingerprint: str, 
     return {}
 
 
-def _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,
+def _report(model_path, model, data_spec, fingerprint, data: CheckData, info, board, port, baud, n, done,
             session_s, sent, link, errors, gate, sim) -> dict:
     recs = [done[i] for i in sorted(done) if i < n]
     ok = [r for r in recs if "error" not in r]
-    labels = np.array([r["label"] for r in recs])
-    dev_top1 = np.array([r.get("device_top1", -1) for r in recs])
-    host_top1 = np.array([r["host_top1"] for r in recs])
-    agree = np.array([r["argmax_agree"] for r in recs], dtype=bool)
+    top1 = data.metric == "top1"
+    agree = np.array([r["argmax_agree"] for r in recs], dtype=bool)  # the metric's per-sample verdict
     exact = np.array([r["exact"] for r in recs], dtype=bool)
     cycles = np.array([r["cycles"] for r in ok], dtype=np.float64)
     clock = info.cycle_hz or (board.clock_hz if board else 0)
     source = "simulated" if info.simulated else ("timer" if info.cycles_from_timer else "cycle counter")
     ms = cycles / clock * 1e3 if clock else np.array([])
     m = len(recs)
+    agreement = {"metric": data.metric, "samples_agreeing": float(agree.mean()) if m else 0.0,
+                 "exact_logits": float(exact.mean()) if m else 0.0,
+                 "exact_expected": info.reference_kernels,
+                 "max_abs_logit_diff": max((r.get("max_abs_diff") or 0 for r in ok), default=0),
+                 "disagreeing_samples": int((~agree).sum()),
+                 "first_disagreements": [r["i"] for r in recs if not r["argmax_agree"]][:20]}
+    accuracy = None
+    if top1:
+        agreement["argmax"] = agreement["samples_agreeing"]
+        labels = np.array([r["label"] for r in recs])
+        dev_top1 = np.array([r.get("device_top1", -1) for r in recs])
+        host_top1 = np.array([r["host_top1"] for r in recs])
+        accuracy = {"device_top1": float((dev_top1 == labels).mean()) if m else 0.0,
+                    "host_top1": float((host_top1 == labels).mean()) if m else 0.0}
+    else:
+        agreement["anomaly_score"] = agreement["samples_agreeing"]
+        scored = [r for r in ok if "device_score" in r]
+        if scored:
+            d = np.array([r["device_score"] for r in scored])
+            h = np.array([r["host_score"] for r in scored])
+            agreement["score"] = {"device_mean": float(d.mean()), "host_mean": float(h.mean()),
+                                  "max_abs_diff": float(np.abs(d - h).max()), "rtol": SCORE_RTOL}
+        agreement["output_mse_vs_host_max"] = max((r.get("output_mse_vs_host", 0.0) for r in ok), default=0.0)
+    gate_name = "argmax agreement" if top1 else "anomaly-score agreement"
     report = {
         "model": str(model_path), "model_sha256": model.sha256, "model_hash16": model.hash16,
-        "data": data_spec, "data_fingerprint": fingerprint, "split": "test", "resolution": contract.height,
+        "data": data_spec, "data_fingerprint": fingerprint, "input": data.describe(), "metric": data.metric,
+        "split": data.describe()["split"],
+        "resolution": data.contract.height if data.kind == "image" else None,
         "board": board.id if board else info.board_id, "device": info.to_dict(),
         "port": port if isinstance(port, str) else getattr(port, "port", str(port)), "baud": baud,
         "samples": m, "samples_requested": n, "complete": m == n,
-        "accuracy": {"device_top1": float((dev_top1 == labels).mean()) if m else 0.0,
-                     "host_top1": float((host_top1 == labels).mean()) if m else 0.0},
-        "agreement": {"argmax": float(agree.mean()) if m else 0.0,
-                      "exact_logits": float(exact.mean()) if m else 0.0,
-                      "exact_expected": info.reference_kernels,
-                      "max_abs_logit_diff": max((r.get("max_abs_diff") or 0 for r in ok), default=0),
-                      "disagreeing_samples": int((~agree).sum()),
-                      "first_disagreements": [r["i"] for r in recs if not r["argmax_agree"]][:20]},
+        "accuracy": accuracy,
+        "agreement": agreement,
         "latency": {"source": source, "simulated": info.simulated, "clock_hz": clock,
                     "cycles": _stats(cycles), "ms": _stats(ms)},
         "throughput": {"session_samples": sent, "session_wall_s": round(session_s, 3),
@@ -210,14 +204,21 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
         "link": link,
         "virtual_board": ({**sim.describe(), "stats": dict(sim.stats.__dict__)} if sim is not None else None),
         "errors": errors,
-        "gate": {"metric": "argmax agreement", "min": gate, "passed": bool(m and agree.mean() >= gate)},
+        "gate": {"metric": gate_name, "min": gate, "value": agreement["samples_agreeing"],
+                 "passed": bool(m and agree.mean() >= gate)},
     }
     lat = f"{np.median(ms):.3g} ms median ({source})" if ms.size else "latency n/a"
     thr = report["throughput"]["samples_per_s"]
+    if top1:
+        head = (f"top-1 {accuracy['device_top1']:.2%} (host {accuracy['host_top1']:.2%}), "
+                f"argmax agreement {agreement['argmax']:.2%}")
+    else:
+        sc = agreement.get("score")
+        head = (f"metric mse: anomaly-score agreement {agreement['anomaly_score']:.2%}"
+                + (f" (mean score device {sc['device_mean']:.4g}, host {sc['host_mean']:.4g})" if sc else ""))
     report["summary"] = (
-        f"check: {m}/{n} samples on {report['board']}: top-1 {report['accuracy']['device_top1']:.2%} "
-        f"(host {report['accuracy']['host_top1']:.2%}), argmax agreement {report['agreement']['argmax']:.2%}, "
-        f"exact logits {report['agreement']['exact_logits']:.2%}, {lat}"
+        f"check: {m}/{n} samples on {report['board']}: {head}, "
+        f"exact {'logits' if top1 else 'outputs'} {agreement['exact_logits']:.2%}, {lat}"
         + (f", {thr:g} samples/s" if thr else "")
         + f", {link['retries']} retries, {link['resets']} resets, {len(errors)} errors -> "
         + ("PASS" if report["gate"]["passed"] else "FAIL") + f" (gate {gate:.0%})")
