@@ -163,8 +163,8 @@ uint32_t SetUpModel() {
   if (interpreter.AllocateTensors() != kTfLiteOk) return kAllocateTensors;
   const TfLiteTensor* in = interpreter.input(0);
   const TfLiteTensor* out = interpreter.output(0);
-  if (in == nullptr || out == nullptr || in->type != kTfLiteInt8 || in->bytes != OFA_INPUT_BYTES ||
-      out->bytes != OFA_OUTPUT_BYTES) {
+  if (in == nullptr || out == nullptr || in->type != OFA_INPUT_TFLITE_TYPE || in->bytes != OFA_INPUT_BYTES ||
+      out->type != OFA_OUTPUT_TFLITE_TYPE || out->bytes != OFA_OUTPUT_BYTES) {
     return kTensorMismatch;
   }
   return kSetupOk;
@@ -200,16 +200,14 @@ void SendSetupError(uint32_t code) {
   info.firmware_version = "ofa-mcu 0.1.0";
   static const uint8_t kHash[PROTO_MODEL_HASH_LEN] = OFA_MODEL_HASH_INIT;
   memcpy(info.model_hash, kHash, sizeof kHash);
-  info.input_dtype = PROTO_DTYPE_INT8;
-  info.input_rank = 4;
-  info.input_dims[0] = 1;
-  info.input_dims[1] = OFA_INPUT_HEIGHT;
-  info.input_dims[2] = OFA_INPUT_WIDTH;
-  info.input_dims[3] = OFA_INPUT_CHANNELS;
+  info.input_dtype = OFA_INPUT_PROTO_DTYPE;
+  info.input_rank = OFA_INPUT_RANK;
+  static const uint16_t kDims[4] = OFA_INPUT_DIMS_INIT;
+  memcpy(info.input_dims, kDims, sizeof kDims);
   info.input_bytes = OFA_INPUT_BYTES;
   info.input_scale = OFA_INPUT_SCALE;
   info.input_zero_point = OFA_INPUT_ZERO_POINT;
-  info.output_dtype = PROTO_DTYPE_INT8;
+  info.output_dtype = OFA_OUTPUT_PROTO_DTYPE;
   info.output_bytes = OFA_OUTPUT_BYTES;
   info.output_scale = OFA_OUTPUT_SCALE;
   info.output_zero_point = OFA_OUTPUT_ZERO_POINT;
