@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "auto (default): top1 when the data has labels matching the output length, else mse "
                         "when the output is shaped like the input")
     p.add_argument("--limit", type=int, help="check only the first N test samples")
+    p.add_argument("--protocol", choices=("binary", "eembc"), default="binary",
+                   help="binary: the ofa-mcu wire protocol (default); eembc: the MLPerf Tiny runner's text "
+                        "protocol (firmware built with PROTOCOL=EEMBC or BOTH, or MLPerf Tiny reference "
+                        "firmware; docs/PROTOCOL.md)")
     p.add_argument("--seed", type=int, default=0, help="dataset split seed (default 0)")
     p.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for a reply before retrying")
     p.add_argument("--retries", type=int, default=10, help="retries per request before giving up")
@@ -65,5 +69,5 @@ def run(args) -> int:
     opts = sim_options(args, args.board) if args.port == "sim" else None
     check(args.port, args.model, args.data, out_dir=args.out, baud=args.baud, board=args.board, gate=args.gate,
           limit=args.limit, seed=args.seed, timeout_s=args.timeout, retries=args.retries, sim_options=opts,
-          progress=False if args.no_progress else None, metric=args.metric)
+          progress=False if args.no_progress else None, metric=args.metric, protocol=args.protocol)
     return 0

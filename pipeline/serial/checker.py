@@ -8,6 +8,7 @@ is decided in inputs.py before the first sample is sent; the report names the me
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -17,12 +18,13 @@ import numpy as np
 
 from .._io import append_jsonl, read_json, read_jsonl, write_json
 from ..boards import Board, load_board
-from ..errors import AccuracyGateError, ModelMismatchError
+from ..errors import AccuracyGateError, ModelMismatchError, UsageError
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
 from .inputs import SCORE_RTOL, CheckData, check_data, load_contract, score_record  # noqa: F401 (load_contract: API)
 from .link import open_port
 from .reference import TflmRunner
+from .sim import SimOptions
 
 LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
 _NP_DTYPES = {"INT8": np.int8, "INT16": np.int16}
@@ -45,7 +47,7 @@ def _progress(total: int, initial: int, enabled: bool):
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
-              metric: str = "auto", log=print) -> dict:
+              metric: str = "auto", protocol: str = "binary", log=print) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
     Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
@@ -72,14 +74,26 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
 
     ref = TflmRunner(model_path, model)
     own_port = isinstance(port, str)
+    if protocol not in ("binary", "eembc"):
+        raise UsageError(f"--protocol {protocol}: choose binary or eembc")
+    if protocol == "eembc" and port == "sim":
+        sim_options = dataclasses.replace(sim_options or SimOptions(baud=baud, board=board.id if board else None),
+                                          protocol="eembc")
     ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
-    client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
+    if protocol == "eembc":
+        from .eembc import EembcClient
+        client = EembcClient(ser, model=model, timeout_s=max(timeout_s, 5.0), retries=retries)
+    else:
+        client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
     sim = getattr(ser, "sim", None)  # closing the port stops (and detaches) a virtual board
     errors: list[str] = []
     t_start = time.monotonic()
     try:
         info = client.hello()
-        if info.model_hash != model.hash16:
+        if protocol == "eembc" and not info.model_hash:  # MLPerf Tiny reference firmware: no hash line
+            log(f"check: the device does not report its model's hash (m-model-[{client.model_name}]); "
+                f"comparing its outputs with {model_path.name} without proving it runs that model")
+        elif info.model_hash != model.hash16:
             raise ModelMismatchError(
                 f"the device runs model {info.model_hash} but {model_path.name} is {model.hash16} "
                 f"(first 16 bytes of sha256)",
@@ -194,6 +208,7 @@ def _report(model_path, model, data_spec, fingerprint, data: CheckData, info, bo
         "resolution": data.contract.height if data.kind == "image" else None,
         "board": board.id if board else info.board_id, "device": info.to_dict(),
         "port": port if isinstance(port, str) else getattr(port, "port", str(port)), "baud": baud,
+        "protocol": "eembc" if info.protocol_version == 0 else "binary",
         "samples": m, "samples_requested": n, "complete": m == n,
         "accuracy": accuracy,
         "agreement": agreement,

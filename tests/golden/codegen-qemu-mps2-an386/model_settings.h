@@ -27,6 +27,9 @@
 #define OFA_MODEL_BYTES 2984u
 #define OFA_MODEL_SHA256 "4e955f121eab319a085f52d0d84e8466f48364e906f8e3dac015648050df4704"
 /* First 16 bytes of the sha256: what HELLO reports, so the host refuses a firmware built for another model. */
+/* The same hash as hex text (EEMBC protocol: m-model-hash-[...]) and its first 8 bytes. */
+#define OFA_MODEL_HASH_HEX "4e955f121eab319a085f52d0d84e8466"
+#define OFA_MODEL_HASH_SHORT "4e955f121eab319a"
 #define OFA_MODEL_HASH_INIT { 0x4e, 0x95, 0x5f, 0x12, 0x1e, 0xab, 0x31, 0x9a, 0x08, 0x5f, 0x52, 0xd0, 0xd8, 0x4e, 0x84, 0x66 }
 
 /* Input tensor: int8 1x12x12x3 (NHWC). */
