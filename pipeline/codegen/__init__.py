@@ -124,7 +124,8 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
         op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
         core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used,
-        input_kind="image" if contract else "tensor")
+        input_kind="image" if contract else "tensor",
+        input_features=tuple((str(k), str(v)) for k, v in ((rep or {}).get("input_features") or {}).items()))
 
 
 def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir: str | os.PathLike, *,

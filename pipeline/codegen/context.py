@@ -131,6 +131,7 @@ class FirmwareContext:
     tflm_commit: str
     report_used: bool
     input_kind: str = "image"              # image: uint8 pixels through input_lut; tensor: values as sent
+    input_features: tuple[tuple[str, str], ...] = ()  # audio frontend settings from the export report
 
 
 def _tensor(t: TensorInfo) -> TensorContext:

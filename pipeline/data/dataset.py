@@ -33,6 +33,7 @@ class Dataset:
     class_names: list[str]
     seed: int
     fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    features: dict | None = None  # audio datasets: the feature parameters (pipeline/data/audio.py)
     _split_idx: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -73,7 +74,8 @@ class Dataset:
                 "channels": self.channels, "native_resolution": list(self.native_resolution),
                 "seed": self.seed, "fractions": dict(self.fractions),
                 "split_sizes": {k: int(len(v)) for k, v in self._split_idx.items()},
-                "fingerprint": self.fingerprint()}
+                "fingerprint": self.fingerprint(),
+                **({"features": dict(self.features)} if self.features else {})}
 
 
 def stratified_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
@@ -229,7 +231,11 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
     """Load a dataset by spec (see the package docstring) and cut its deterministic splits."""
     spec = str(spec)
     kind, _, rest = spec.partition(":")
-    if kind == "builtin":
+    features = None
+    if kind == "audio" or (kind == "builtin" and rest.startswith("keywords")):
+        from .keywords import audio_source
+        x, y, names, name, features = audio_source(kind, rest, seed)
+    elif kind == "builtin":
         if rest not in ("digits", "digits-rgb"):
             raise DataError(f"unknown built-in dataset '{rest}'",
                             hint="built-in datasets: builtin:digits, builtin:digits-rgb")
@@ -245,7 +251,8 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         name = path.name
     else:
         raise DataError(f"cannot tell what dataset '{spec}' is",
-                        hint="use builtin:digits, folder:PATH (one subfolder per class) or npz:PATH")
+                        hint="use builtin:digits, builtin:keywords, folder:PATH (one subfolder per class), "
+                             "audio:PATH (one subfolder of 16 kHz WAV files per keyword) or npz:PATH")
     if len(y) == 0:
         raise DataError(f"{spec}: the dataset is empty")
     if len(names) < 2:
@@ -257,4 +264,5 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         cls = int(np.argmin(counts))
         raise DataError(f"{spec}: class '{names[cls]}' has {counts.min()} sample(s); each class needs at least "
                         f"{need} to appear in every split ({', '.join(k for k, v in fr.items() if v > 0)})")
-    return Dataset(name=name, spec=spec, x=x, y=y, class_names=list(names), seed=seed, fractions=fr)
+    return Dataset(name=name, spec=spec, x=x, y=y, class_names=list(names), seed=seed, fractions=fr,
+                   features=features)

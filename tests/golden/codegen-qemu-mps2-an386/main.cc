@@ -70,7 +70,7 @@ uint8_t g_rx_buf[PROTO_RX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_tx_buf[PROTO_TX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_out_buf[OFA_OUTPUT_BYTES];
 proto_op_cycles g_prof_buf[OFA_OP_COUNT];
-proto_device g_dev;
+[[maybe_unused]] proto_device g_dev;  // unused with PROTOCOL=EEMBC
 // Holds the input while set-up failed (no input tensor to receive it).
 uint8_t g_fallback_input[OFA_INPUT_BYTES];
 
@@ -220,7 +220,7 @@ void SendText(const char* a, const char* b) {
   board_uart_write(reinterpret_cast<const uint8_t*>("\r\n"), 2);
 }
 
-void SendSetupError(uint32_t code) {
+[[maybe_unused]] void SendSetupError(uint32_t code) {
   uint8_t payload[6] = {PROTO_E_INVOKE_FAILED, 0, static_cast<uint8_t>(code), static_cast<uint8_t>(code >> 8),
                         static_cast<uint8_t>(code >> 16), static_cast<uint8_t>(code >> 24)};
   uint8_t frame[PROTO_ENCODED_SIZE(sizeof payload)];
