@@ -56,6 +56,9 @@ class Dataset:
             raise DataError(f"unknown split '{name}'", hint=f"use one of {list(SPLITS)}")
         idx = self._split_idx[name]
         x = self.x[idx]
+        if isinstance(resolution, int) and self.features:
+            # A spectrogram: `resolution` is the number of time frames; the feature axis stays as computed.
+            resolution = (resolution, self.native_resolution[1])
         if resolution is not None:
             x = resize_images(x, resolution)
         return Split(x=x, y=self.y[idx], indices=idx)
