@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import append_jsonl, read_json, read_jsonl, write_json
+from .._io import append_jsonl, read_jsonl, write_json
 from ..boards import Board, load_board
 from ..errors import AccuracyGateError, ModelMismatchError, UsageError
 from ..tflite.model_info import ModelInfo, inspect_tflite
