@@ -21,6 +21,7 @@ from ..boards import Board, load_board
 from ..errors import AccuracyGateError, ModelMismatchError, UsageError
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
+from .eembc import EembcError
 from .inputs import SCORE_RTOL, CheckData, check_data, load_contract, score_record  # noqa: F401 (load_contract: API)
 from .link import open_port
 from .reference import TflmRunner
@@ -118,7 +119,7 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
                 try:
                     client.send_input(x)
                     res = client.invoke()
-                except DeviceError as e:  # this sample failed on the device; the link is fine
+                except (DeviceError, EembcError) as e:  # this sample failed on the device; the link is fine
                     rec.update(error=str(e), argmax_agree=False, exact=False)
                     errors.append(f"sample {i}: {e}")
                 else:
