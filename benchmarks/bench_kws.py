@@ -74,6 +74,22 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "load_avg_before": round(load_before, 2), "python": platform.python_version()},
         "run": str(run),
     }
+    big, small = summary["final"]["largest"]["test_acc"], summary["final"]["smallest"]["test_acc"]
+    result["targets"] = [
+        {"metric": f"ofa-mcu deploy end to end on {summary['data']} (s, {summary['threads']} thread)",
+         "baseline": None, "measured": result["wall_s"], "target": None, "ratio": None, "met": None},
+        {"metric": "KWS supernet test acc after BN recal, largest (host float)", "baseline": result["chance"],
+         "measured": big, "target": "> chance", "ratio": round(big / result["chance"], 2),
+         "met": big > result["chance"]},
+        {"metric": "KWS supernet test acc after BN recal, smallest (host float)", "baseline": result["chance"],
+         "measured": small, "target": "> chance", "ratio": round(small / result["chance"], 2),
+         "met": small > result["chance"]},
+        {"metric": "KWS deployed subnet int8 drop (points, TFLM host vs float)", "baseline": None,
+         "measured": acc["drop_points"], "target": "<= 2", "ratio": None, "met": acc["drop_points"] <= 2},
+        {"metric": "KWS board check: argmax agreement with host int8 (virtual board)", "baseline": None,
+         "measured": check["agreement"]["argmax"], "target": ">= 0.99", "ratio": None,
+         "met": check["agreement"]["argmax"] >= 0.99},
+    ]
     rows = [("wall time (s)", result["wall_s"]), ("train (s)", result["stages_s"].get("train")),
             ("largest test acc (host float)", summary["final"]["largest"]["test_acc"]),
             ("smallest test acc (host float)", summary["final"]["smallest"]["test_acc"]),
