@@ -51,9 +51,13 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
               metric: str = "auto", protocol: str = "binary", log=print) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
-    Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
-    report) if the argmax agreement is below `gate`.
+    Raises InputContractError (before anything is sent) if the data does not fit the model input,
+    ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the report) if
+    the share of samples agreeing with the host on the metric (argmax, or anomaly score) is below `gate`.
+    `protocol` "eembc" speaks the MLPerf Tiny runner's text protocol (eembc.py) instead of the binary one.
     """
+    if protocol not in ("binary", "eembc"):
+        raise UsageError(f"--protocol {protocol}: choose binary or eembc")
     model_path = Path(model_path)
     model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
@@ -75,8 +79,6 @@ def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | Non
 
     ref = TflmRunner(model_path, model)
     own_port = isinstance(port, str)
-    if protocol not in ("binary", "eembc"):
-        raise UsageError(f"--protocol {protocol}: choose binary or eembc")
     if protocol == "eembc" and port == "sim":
         sim_options = dataclasses.replace(sim_options or SimOptions(baud=baud, board=board.id if board else None),
                                           protocol="eembc")
