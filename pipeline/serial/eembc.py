@@ -240,7 +240,9 @@ class EembcClient:
         mi = self.model
         sim = "board-sim" in self.name
         return fr.DeviceInfo(
-            protocol_version=0, flags=(fr.FLAG_SIMULATED | fr.FLAG_REFERENCE_KERNELS) if sim else 0, window=1,
+            # m-lap-us is a microsecond timer reading (cycle_hz 1 MHz), simulated on the virtual board
+            protocol_version=0, flags=(fr.FLAG_SIMULATED | fr.FLAG_REFERENCE_KERNELS) if sim else fr.FLAG_CYCLES_TIMER,
+            window=1,
             max_payload=DB_CHUNK_BYTES, model_hash=self.model_hash or "",
             input_dtype=mi.input.dtype.lower() if mi else "int8", input_shape=tuple(mi.input.shape) if mi else (),
             input_bytes=mi.input.nbytes if mi else 0, input_scale=mi.input.scale if mi else 0.0,
