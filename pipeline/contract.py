@@ -82,3 +82,65 @@ class InputContract:
         d = dict(d)
         d["lut"] = tuple(d.get("lut", ()))
         return cls(**d)
+
+
+_INT_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+def quantize_real(x: np.ndarray, scale: float, zero_point: int, dtype: str) -> np.ndarray:
+    """Real values -> int8/int16 tensor values as TFLite's QUANTIZE does: round(x / scale) in float32,
+    half away from zero, plus the zero point, clamped to the type's range."""
+    lo, hi = _INT_RANGES[dtype]
+    scaled = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    mag = np.abs(scaled)
+    rounded = np.floor(mag) + (mag - np.floor(mag) >= 0.5)
+    q = np.sign(scaled) * rounded + zero_point
+    return np.clip(q, lo, hi).astype(dtype)
+
+
+@dataclass(frozen=True)
+class TensorContract:
+    """The contract of a model whose input is not a uint8 image: spectrograms, feature vectors, int16.
+
+    A raw sample is either already the model's tensor values (int8 or int16, the model's own dtype: sent
+    as is) or real values (float: quantized with the model's input scale and zero point, TFLite rounding).
+    `shape` is the model's input shape, batch first: (1, 49, 10, 1) or (1, 640).
+    """
+    shape: tuple[int, ...]
+    input_dtype: str  # int8 | int16
+    input_scale: float
+    input_zero_point: int
+    layout: str = "tensor"
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.input_dtype not in _INT_RANGES:
+            raise ValueError(f"tensor contract dtype must be int8 or int16, got {self.input_dtype}")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """One sample (or a batch) of raw values -> the model's input tensor values."""
+        x = np.asarray(x)
+        if x.shape[-len(self.sample_shape):] != self.sample_shape:
+            raise ValueError(f"sample shape {x.shape} does not match the model input {self.sample_shape}")
+        if x.dtype == np.dtype(self.input_dtype):
+            return x
+        if np.issubdtype(x.dtype, np.floating):
+            return quantize_real(x, self.input_scale, self.input_zero_point, self.input_dtype)
+        raise TypeError(f"raw samples must be {self.input_dtype} tensor values or floats, got {x.dtype}")
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        return (np.asarray(q, dtype=np.float64) - self.input_zero_point) * self.input_scale
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorContract":
+        return cls(**{k: v for k, v in d.items() if k in ("shape", "input_dtype", "input_scale",
+                                                          "input_zero_point", "layout")})

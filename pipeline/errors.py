@@ -52,6 +52,13 @@ class DataError(OfaMcuError):
     default_hint = "see README.md 'Datasets' for the accepted layouts"
 
 
+class InputContractError(DataError):
+    """The data and the model disagree on the input (shape, dtype) or on the class count: refused before
+    the first sample, naming both sides."""
+    exit_code = 4
+    default_hint = "give data shaped and typed like the model input (README.md 'Datasets')"
+
+
 class ConfigError(OfaMcuError):
     """A search space, subnet arch, schedule or run config is invalid."""
     exit_code = 5

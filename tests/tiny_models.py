@@ -61,3 +61,75 @@ def make_tiny_int8_tflite(path: str | os.PathLike, *, resolution: int = 8, chann
     interp = tf.lite.Interpreter(model_content=data)
     scale, zp = interp.get_input_details()[0]["quantization"]
     return path, InputContract(resolution, resolution, channels, float(scale), int(zp))
+
+
+def integer_tflite_from_keras(model, calib: np.ndarray, *, dtype: str = "int8") -> bytes:
+    """Full-integer TFLite of a Keras model whose float input is `calib`'s values as they are (features,
+    vectors: no pixel scaling). dtype int8: int8 activations and input/output; int16: TFLite's 16x8
+    quantization (int16 activations and input/output, int8 weights)."""
+    import tensorflow as tf
+
+    def representative():
+        for sample in calib:
+            yield [sample[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    if dtype == "int16":
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int16
+    else:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+# The input/output shapes of the four MLPerf Tiny reference models (benchmark/training/*/trained_models in
+# mlcommons/tiny), rebuilt here as tiny Keras nets: the real files are never committed.
+MLPERF_TINY_SHAPES = {
+    "kws": ((49, 10, 1), 12),    # DS-CNN keyword spotting: 49x10 MFCCs -> 12 classes
+    "vww": ((96, 96, 3), 2),     # visual wake words: 96x96 RGB -> person / no person
+    "ic": ((32, 32, 3), 10),     # image classification: CIFAR-10 ResNet, input scale 1.0 (pixels 0..255)
+    "ad": ((640,), 640),         # anomaly detection: 640-value log-mel vector -> its reconstruction
+}
+
+
+def make_tiny_tensor_tflite(path: str | os.PathLike, kind: str, *, dtype: str = "int8",
+                            seed: int = 0) -> tuple[Path, np.ndarray]:
+    """A tiny model with the input/output shape of one MLPerf Tiny reference model (`MLPERF_TINY_SHAPES`).
+
+    Returns its path and float calibration samples (real input values, what a tensor npz may hold)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    shape, outputs = MLPERF_TINY_SHAPES[kind]
+    rng = np.random.default_rng(seed)
+    inp = tf.keras.Input(shape, batch_size=1)
+    if kind == "ad":
+        x = tf.keras.layers.Dense(16, activation="relu")(inp)
+        x = tf.keras.layers.Dense(8, activation="relu")(x)
+        x = tf.keras.layers.Dense(16, activation="relu")(x)
+        out = tf.keras.layers.Dense(outputs)(x)
+        calib = rng.normal(0.0, 1.0, size=(32, *shape)).astype(np.float32)
+    else:
+        stride = 4 if kind == "vww" else (2 if kind == "kws" else 1)
+        x = tf.keras.layers.Conv2D(8, 3, strides=stride, padding="same", activation=tf.nn.relu6)(inp)
+        y = tf.keras.layers.DepthwiseConv2D(3, padding="same", activation=tf.nn.relu6)(x)
+        y = tf.keras.layers.Conv2D(8, 1)(y)
+        x = tf.keras.layers.Add()([x, y])
+        x = tf.keras.layers.GlobalAveragePooling2D()(x)
+        out = tf.keras.layers.Dense(outputs)(x)
+        if kind == "ic":  # MLPerf's IC model takes raw pixel values 0..255 (input scale 1.0)
+            calib = rng.uniform(0, 255, size=(16, *shape)).astype(np.float32)
+        elif kind == "vww":
+            calib = rng.uniform(0, 1, size=(16, *shape)).astype(np.float32)
+        else:  # MFCC-like features
+            calib = rng.normal(0.0, 20.0, size=(32, *shape)).astype(np.float32)
+    model = tf.keras.Model(inp, out)
+    data = integer_tflite_from_keras(model, calib, dtype=dtype)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path, calib

@@ -14,8 +14,8 @@ from ..contract import InputContract
 from ..errors import ArtifactError, BudgetError, UsageError
 from ..tflite.model_info import ModelInfo, read_tflite
 from .arena import ArenaPlan, plan_arena
-from .context import (FirmwareContext, _tensor, board_context, check_contract, core_flags,
-                      generator_version, model_data_lines)
+from .context import (FirmwareContext, _tensor, board_context, check_contract, check_served_tensors,
+                      core_flags, generator_version, model_data_lines)
 from .ops import TFLM_COMMIT, op_label, resolver_entries
 from .render import render_files
 
@@ -100,15 +100,15 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
     model_path = Path(model_path)
     model, data = read_model(model_path)
     rep, used = _load_report(model_path, report)
-    if rep is not None and rep.get("input_contract"):
+    check_served_tensors(model, str(model_path))
+    contract: InputContract | None = None
+    if rep is not None and rep.get("input_contract") and rep["input_contract"].get("layout", "NHWC") == "NHWC":
         contract = InputContract.from_dict(rep["input_contract"])
         check_contract(contract, model)
-    else:
-        shape = model.input.shape
-        if len(shape) != 4 or model.input.dtype != "INT8":
-            raise ArtifactError(f"{model_path}: input {shape} {model.input.dtype.lower()}; the firmware expects an "
-                                f"int8 NHWC image input")
+    elif len(model.input.shape) == 4 and model.input.dtype == "INT8":
+        shape = model.input.shape  # an image: raw uint8 pixels through the LUT (pixel / 255)
         contract = InputContract(shape[1], shape[2], shape[3], model.input.scale, model.input.zero_point)
+    # else a tensor input (vector, int16): the host sends the tensor's values, there is no pixel table
     if rep is not None and rep.get("model_sha256"):
         if rep["model_sha256"] != model.sha256:
             raise ArtifactError("the export report describes another model (sha256 differs)",
@@ -123,12 +123,15 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         generator=generator_version(), app_name=app_name, model_sha256=model.sha256,
         model_hash_bytes=tuple(bytes.fromhex(model.sha256)[:16]), model_bytes=model.model_bytes,
         model_data_lines=model_data_lines(data), input=_tensor(model.input), output=_tensor(model.output),
-        input_lut=tuple(int(v) for v in contract.lut), pixel_scale=contract.pixel_scale,
-        pixel_offset=contract.pixel_offset, labels=_labels(labels, rep, num_classes), num_classes=num_classes,
+        input_lut=tuple(int(v) for v in contract.lut) if contract else (),
+        pixel_scale=contract.pixel_scale if contract else 0.0,
+        pixel_offset=contract.pixel_offset if contract else 0.0, labels=_labels(labels, rep, num_classes), num_classes=num_classes,
         ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model))),
         op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
         op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
-        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used, data_spec=_data_spec(rep))
+        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used, data_spec=_data_spec(rep),
+        input_kind="image" if contract else "tensor",
+        input_features=tuple((str(k), str(v)) for k, v in ((rep or {}).get("input_features") or {}).items()))
 
 
 def _data_spec(report: dict | None) -> str:

@@ -26,6 +26,10 @@ def generator_version() -> str:
         return "ofa-mcu (source tree)"
 
 
+_TYPES = {"int8": ("kTfLiteInt8", "PROTO_DTYPE_INT8", "int8_t"),
+          "int16": ("kTfLiteInt16", "PROTO_DTYPE_INT16", "int16_t")}
+
+
 @dataclass(frozen=True)
 class TensorContext:
     shape: tuple[int, ...]
@@ -33,6 +37,27 @@ class TensorContext:
     scale: float
     zero_point: int
     bytes: int
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dims4(self) -> tuple[int, ...]:
+        """The shape padded with zeros to the protocol's four dimensions."""
+        return tuple(self.shape) + (0,) * (4 - len(self.shape))
+
+    @property
+    def tflite_type(self) -> str:
+        return _TYPES[self.dtype][0]
+
+    @property
+    def proto_dtype(self) -> str:
+        return _TYPES[self.dtype][1]
+
+    @property
+    def c_type(self) -> str:
+        return _TYPES[self.dtype][2]
 
 
 @dataclass(frozen=True)
@@ -111,6 +136,8 @@ class FirmwareContext:
     tflm_commit: str
     report_used: bool
     data_spec: str = ""                    # the dataset the model was exported with (export report), or ""
+    input_kind: str = "image"              # image: uint8 pixels through input_lut; tensor: values as sent
+    input_features: tuple[tuple[str, str], ...] = ()  # audio frontend settings from the export report
 
 
 def _tensor(t: TensorInfo) -> TensorContext:
@@ -194,6 +221,22 @@ def board_context(board: Board) -> BoardContext:
 def model_data_lines(data: bytes, per_line: int = 12) -> tuple[str, ...]:
     return tuple(", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ","
                  for i in range(0, len(data), per_line))
+
+
+SERVED_DTYPES = ("INT8", "INT16")
+
+
+def check_served_tensors(model: ModelInfo, where: str) -> None:
+    """The firmware serves one int8/int16 input of rank <= 4 (the protocol's HELLO) and an int8/int16 output."""
+    for role, t in (("input", model.input), ("output", model.output)):
+        if t.dtype not in SERVED_DTYPES:
+            raise ArtifactError(f"{where}: the model {role} is {t.dtype.lower()} {tuple(t.shape)}; the firmware "
+                                f"serves int8 or int16 inputs and outputs",
+                                hint="convert with full-integer quantization (int8, or 16x8 for int16 "
+                                     "activations) and integer input/output types")
+    if not 1 <= len(model.input.shape) <= 4:
+        raise ArtifactError(f"{where}: the model input has rank {len(model.input.shape)}; the protocol carries "
+                            f"1 to 4 dimensions", hint="reshape the input to at most 4 dimensions before export")
 
 
 def check_contract(contract: InputContract, model: ModelInfo) -> None:

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baud", type=int, default=115200, help="line rate the bytes are paced at (default 115200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    p.add_argument("--protocol", choices=("binary", "eembc", "both"), default="binary",
+                   help="binary: ofa-mcu's wire protocol (default); eembc: the MLPerf Tiny runner's text "
+                        "protocol; both: the first byte decides, as a firmware built with PROTOCOL=BOTH")
     add_sim_arguments(p)
 
 
@@ -21,7 +24,10 @@ def run(args) -> int:
     from ..serial.sim import VirtualBoard, require_model, sim_summary
 
     args.sim_seed = args.seed if args.sim_seed == 0 else args.sim_seed
-    vb = VirtualBoard(require_model(args.model), sim_options(args, args.board))
+    import dataclasses
+
+    opts = dataclasses.replace(sim_options(args, args.board), protocol=args.protocol)
+    vb = VirtualBoard(require_model(args.model), opts)
     path = vb.start()
     print(path, flush=True)  # first line: the port, for scripts
     print(sim_summary(vb), file=sys.stderr, flush=True)

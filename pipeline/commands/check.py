@@ -41,12 +41,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                  "--board) or `sim` (a virtual board: the host runtime, not "
                                                  "the firmware)")
     p.add_argument("--model", required=True, help="the model_int8.tflite the firmware was built from")
-    p.add_argument("--data", required=True, help="dataset spec; its test split is sent (e.g. builtin:digits)")
+    p.add_argument("--data", required=True, help="dataset spec; its test split is sent (e.g. builtin:digits); "
+                                                 "npz:PATH with int8/int16/float x shaped like the model input "
+                                                 "(all samples are sent)")
     p.add_argument("--board", help="board id (for --port auto, the clock and the default baud)")
     p.add_argument("--baud", type=int, help="baud rate (default: the board's, else 115200)")
     p.add_argument("--out", help="folder for check.jsonl and check_report.json (default: beside the model)")
-    p.add_argument("--gate", type=float, default=0.99, help="minimum argmax agreement (default 0.99)")
+    p.add_argument("--gate", type=float, default=0.99,
+                   help="minimum share of samples agreeing with the host on the metric (default 0.99)")
+    p.add_argument("--metric", choices=("auto", "top1", "mse"), default="auto",
+                   help="top1: argmax agreement (classifiers); mse: anomaly-score agreement (autoencoders); "
+                        "auto (default): top1 when the data has labels matching the output length, else mse "
+                        "when the output is shaped like the input")
     p.add_argument("--limit", type=int, help="check only the first N test samples")
+    p.add_argument("--protocol", choices=("binary", "eembc"), default="binary",
+                   help="binary: the ofa-mcu wire protocol (default); eembc: the MLPerf Tiny runner's text "
+                        "protocol (firmware built with PROTOCOL=EEMBC or BOTH, or MLPerf Tiny reference "
+                        "firmware; docs/PROTOCOL.md)")
     p.add_argument("--seed", type=int, default=0, help="dataset split seed (default 0)")
     p.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for a reply before retrying")
     p.add_argument("--retries", type=int, default=10, help="retries per request before giving up")
@@ -74,7 +85,7 @@ def run(args) -> int:
     try:
         check(port, args.model, args.data, out_dir=args.out, baud=args.baud, board=args.board, gate=args.gate,
               limit=args.limit, seed=args.seed, timeout_s=args.timeout, retries=args.retries, sim_options=opts,
-              progress=False if args.no_progress else None)
+              progress=False if args.no_progress else None, metric=args.metric, protocol=args.protocol)
     finally:
         if not isinstance(port, str):
             port.close()

@@ -5,6 +5,11 @@ A spec string names the source:
   builtin:digits-rgb    the same digits, each tinted with a seeded colour on a seeded background (3 channels)
   folder:PATH | PATH/   one subfolder per class holding PNG/JPEG images (grayscale or RGB)
   npz:PATH | PATH.npz   arrays `x` (N,H,W[,C], uint8 or float in [0,1]) and `y` (N,) class ids 0..K-1
+  audio:PATH            one subfolder per keyword of 16 kHz mono WAV files -> uint8 49x40x1 spectrograms
+                        (TFLite Micro's audio frontend: audio.py)
+  builtin:keywords      keywords synthesized with espeak-ng at first use, cached (keywords.py);
+  builtin:keywords-small  4 keywords + silence + unknown, fewer clips
+The serial check also takes npz tensors shaped like any model input (int8/int16/float): tensors.py.
 
 Every sample is kept as uint8 NHWC at its native size; `Dataset.split(name, resolution)` resizes.
 Splits: train (supernet weights), holdout (BN re-calibration, predictor, search), calibration (int8

@@ -33,6 +33,7 @@ class Dataset:
     class_names: list[str]
     seed: int
     fractions: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_FRACTIONS))
+    features: dict | None = None  # audio datasets: the feature parameters (pipeline/data/audio.py)
     _split_idx: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -50,11 +51,14 @@ class Dataset:
     def native_resolution(self) -> tuple[int, int]:
         return int(self.x.shape[1]), int(self.x.shape[2])
 
-    def split(self, name: str, resolution: int | None = None) -> Split:
+    def split(self, name: str, resolution: int | tuple[int, int] | None = None) -> Split:
         if name not in self._split_idx:
             raise DataError(f"unknown split '{name}'", hint=f"use one of {list(SPLITS)}")
         idx = self._split_idx[name]
         x = self.x[idx]
+        if isinstance(resolution, int) and self.features:
+            # A spectrogram: `resolution` is the number of time frames; the feature axis stays as computed.
+            resolution = (resolution, self.native_resolution[1])
         if resolution is not None:
             x = resize_images(x, resolution)
         return Split(x=x, y=self.y[idx], indices=idx)
@@ -73,7 +77,8 @@ class Dataset:
                 "channels": self.channels, "native_resolution": list(self.native_resolution),
                 "seed": self.seed, "fractions": dict(self.fractions),
                 "split_sizes": {k: int(len(v)) for k, v in self._split_idx.items()},
-                "fingerprint": self.fingerprint()}
+                "fingerprint": self.fingerprint(),
+                **({"features": dict(self.features)} if self.features else {})}
 
 
 def stratified_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
@@ -101,19 +106,20 @@ def stratified_split(y: np.ndarray, fractions: dict[str, float], seed: int) -> d
     return {s: np.sort(np.concatenate(parts[s])) for s in names}
 
 
-def resize_images(x: np.ndarray, resolution: int) -> np.ndarray:
-    """uint8 NHWC -> uint8 NHWC at resolution x resolution (bilinear, antialiased when shrinking).
+def resize_images(x: np.ndarray, resolution: int | tuple[int, int]) -> np.ndarray:
+    """uint8 NHWC -> uint8 NHWC at resolution x resolution, or (height, width) for a non-square model
+    input (bilinear, antialiased when shrinking).
 
     The one resize every consumer uses, so host and board see the same pixels."""
-    if x.shape[1] == resolution and x.shape[2] == resolution:
+    height, width = (resolution, resolution) if isinstance(resolution, int) else map(int, resolution)
+    if x.shape[1] == height and x.shape[2] == width:
         return x
     import torch
     import torch.nn.functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float()
-    shrink = resolution < max(x.shape[1], x.shape[2])
-    t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                      antialias=shrink)
+    shrink = height < x.shape[1] or width < x.shape[2]
+    t = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False, antialias=shrink)
     return t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
 
@@ -238,7 +244,11 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
     """Load a dataset by spec (see the package docstring) and cut its deterministic splits."""
     spec = str(spec)
     kind, _, rest = spec.partition(":")
-    if kind == "builtin":
+    features = None
+    if kind == "audio" or (kind == "builtin" and rest.startswith("keywords")):
+        from .keywords import audio_source
+        x, y, names, name, features = audio_source(kind, rest, seed)
+    elif kind == "builtin":
         if rest not in ("digits", "digits-rgb"):
             raise DataError(f"unknown built-in dataset '{rest}'",
                             hint="built-in datasets: builtin:digits, builtin:digits-rgb")
@@ -254,7 +264,8 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         name = path.name
     else:
         raise DataError(f"cannot tell what dataset '{spec}' is",
-                        hint="use builtin:digits, folder:PATH (one subfolder per class) or npz:PATH")
+                        hint="use builtin:digits, builtin:keywords, folder:PATH (one subfolder per class), "
+                             "audio:PATH (one subfolder of 16 kHz WAV files per keyword) or npz:PATH")
     if len(y) == 0:
         raise DataError(f"{spec}: the dataset is empty")
     if len(names) < 2:
@@ -266,4 +277,5 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         cls = int(np.argmin(counts))
         raise DataError(f"{spec}: class '{names[cls]}' has {counts.min()} sample(s); each class needs at least "
                         f"{need} to appear in every split ({', '.join(k for k, v in fr.items() if v > 0)})")
-    return Dataset(name=name, spec=spec, x=x, y=y, class_names=list(names), seed=seed, fractions=fr)
+    return Dataset(name=name, spec=spec, x=x, y=y, class_names=list(names), seed=seed, fractions=fr,
+                   features=features)

@@ -169,6 +169,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
         "patches": patched.to_dict() if patched else {"spec": "off"},
         "model_sha256": sha256_file(res.tflite_path),
         "input_contract": res.contract.to_dict(),
+        "input_features": ds.features,  # audio: the frontend settings the device must use (data/audio.py)
         "export": res.to_dict(),
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "tool_versions": res.tool_versions,

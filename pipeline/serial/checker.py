@@ -1,13 +1,16 @@
-"""On-board accuracy check: send the test split through the input contract, compare with host TFLM.
+"""On-board accuracy check: send the test data through the input contract, compare with host TFLM.
 
 Every sample's result is appended to check.jsonl as it arrives; a rerun with the same model and data
 skips finished samples. The log and report at the top of the output folder belong to the model checked
 last; checking another model there first moves them to `checks/<model hash16>-<data>/` (and brings that
 model's earlier ones back), so no result is ever overwritten. One check at a time per folder (a lock). The report (check_report.json) gives on-device top-1, agreement with the host
 int8 result (argmax and exact logits), latency (cycles -> ms), throughput, link retries and errors.
+Which samples, which contract and which metric (top-1, or anomaly-score agreement for an autoencoder)
+is decided in inputs.py before the first sample is sent; the report names the metric.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -15,47 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import append_jsonl, folder_lock, read_json, read_jsonl, write_json
+from .._io import append_jsonl, folder_lock, read_jsonl, write_json
 from ..boards import Board, load_board
-from ..contract import InputContract
-from ..errors import AccuracyGateError, ArtifactError, DataError, ModelMismatchError, SerialLinkError
+from ..errors import AccuracyGateError, ModelMismatchError, UsageError
 from ..tflite.model_info import ModelInfo, inspect_tflite
 from .client import DeviceError, ProtocolClient
+from .eembc import EembcError
+from .inputs import SCORE_RTOL, CheckData, check_data, load_contract, score_record  # noqa: F401 (load_contract: API)
 from .link import open_port
 from .reference import TflmRunner
+from .sim import SimOptions
 
 LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
+_NP_DTYPES = {"INT8": np.int8, "INT16": np.int16}
 KEEP_LOGITS = 256  # logits up to this many classes are kept in the log
-
-
-def require_int8_classifier(model_path, model: ModelInfo, num_classes: int | None = None) -> None:
-    """Refuse, before anything is sent or written, a model the check cannot judge: float or int16 tensors,
-    or an output that does not give one logit per class of the dataset."""
-    if model.input.dtype != "INT8" or model.output.dtype != "INT8":
-        raise ArtifactError(f"{model_path}: input/output are {model.input.dtype.lower()}/"
-                            f"{model.output.dtype.lower()}; the serial check needs a full-int8 model",
-                            hint="export with `ofa-mcu export` (full-int8 input and output)")
-    if num_classes is not None and model.output.num_elements != num_classes:
-        raise DataError(f"{model_path}: the model has {model.output.num_elements} outputs but the dataset has "
-                        f"{num_classes} classes", hint="check the model against the dataset it was trained on")
-
-
-def load_contract(model_path: str | os.PathLike, model: ModelInfo) -> InputContract:
-    """The contract from export_report.json beside the model, else from the model's input quantization."""
-    shape = model.input.shape
-    if len(shape) != 4 or shape[0] != 1:
-        raise ArtifactError(f"{model_path}: input shape {shape} is not (1, H, W, C)",
-                            hint="the serial check handles image classifiers with NHWC input")
-    report = Path(model_path).with_name("export_report.json")
-    if report.exists():
-        d = read_json(report)
-        if "input_contract" in d:
-            c = InputContract.from_dict(d["input_contract"])
-            if c.shape != tuple(shape):
-                raise ArtifactError(f"{report}: input contract shape {c.shape} does not match the model's "
-                                    f"input {tuple(shape)}", hint="re-run the export for this model")
-            return c
-    return InputContract(shape[1], shape[2], shape[3], model.input.scale, model.input.zero_point)
 
 
 def _stats(a: np.ndarray) -> dict:
@@ -74,66 +50,69 @@ def _progress(total: int, initial: int, enabled: bool):
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
-              log=print) -> dict:
+              metric: str = "auto", protocol: str = "binary", log=print) -> dict:
     """Check `model_path` on the device at `port` (spec string or an open pyserial port); return the report.
 
-    Raises ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the
-    report) if the argmax agreement is below `gate`.
+    Raises InputContractError (before anything is sent) if the data does not fit the model input,
+    ModelMismatchError if the firmware runs another model, AccuracyGateError (after writing the report) if
+    the share of samples agreeing with the host on the metric (argmax, or anomaly score) is below `gate`.
+    `protocol` "eembc" speaks the MLPerf Tiny runner's text protocol (eembc.py) instead of the binary one.
     """
-    from ..data import load_dataset
-
+    if protocol not in ("binary", "eembc"):
+        raise UsageError(f"--protocol {protocol}: choose binary or eembc")
     model_path = Path(model_path)
     model = inspect_tflite(model_path)
-    require_int8_classifier(model_path, model)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or (board.serial_baud if board else 115200)
     out_dir = Path(out_dir) if out_dir is not None else model_path.parent
-    contract = load_contract(model_path, model)
-    if contract.height != contract.width:
-        raise DataError(f"the model input is {contract.height}x{contract.width}; the dataset loader resizes "
-                        f"to square resolutions only")
-    ds = load_dataset(data_spec, seed=seed)
-    if ds.channels != contract.channels:
-        raise DataError(f"{data_spec} has {ds.channels} channel(s) but the model takes {contract.channels}",
-                        hint="use the dataset the model was trained on (e.g. builtin:digits-rgb for 3 channels)")
-    require_int8_classifier(model_path, model, ds.num_classes)
-    split = ds.split("test", resolution=contract.height)
-    n = len(split) if limit is None else min(int(limit), len(split))
-    fingerprint = ds.fingerprint()
+    data = check_data(model_path, model, data_spec, seed=seed, metric=metric)
+    n = len(data) if limit is None else min(int(limit), len(data))
     with folder_lock(out_dir, "check"):
-        return _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, contract, out_dir,
-                           baud, board, gate, seed, timeout_s, retries, sim_options, progress, log)
+        return _run_locked(port, model_path, model, data_spec, data, n, out_dir, baud, board, gate, seed,
+                           timeout_s, retries, sim_options, progress, log, protocol)
 
 
-def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, contract, out_dir, baud, board,
-                gate, seed, timeout_s, retries, sim_options, progress, log) -> dict:
+def _run_locked(port, model_path, model, data_spec, data: CheckData, n, out_dir, baud, board, gate, seed,
+                timeout_s, retries, sim_options, progress, log, protocol) -> dict:
     ref = TflmRunner(model_path, model)  # refuses ops TFLM lacks before anything is written
+    contract, fingerprint = data.contract, data.fingerprint
+    out_dtype = np.dtype(_NP_DTYPES[model.output.dtype]).newbyteorder("<")
     log_path = out_dir / LOG_NAME
     done = _resume(log_path, model, data_spec, fingerprint, log)
     if not log_path.exists():
         append_jsonl(log_path, {"kind": "header", "model_sha256": model.sha256, "model": str(model_path),
                                 "data": data_spec, "data_fingerprint": fingerprint, "seed": seed,
-                                "split": "test", "resolution": contract.height})
+                                **data.describe()})
     todo = [i for i in range(n) if i not in done]
 
     own_port = isinstance(port, str)
+    if protocol == "eembc" and port == "sim":
+        sim_options = dataclasses.replace(sim_options or SimOptions(baud=baud, board=board.id if board else None),
+                                          protocol="eembc")
     ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
     emulator = ser.describe() if hasattr(ser, "describe") else None  # --port qemu: machine and ELF
-    client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
+    if protocol == "eembc":
+        from .eembc import EembcClient
+        client = EembcClient(ser, model=model, timeout_s=max(timeout_s, 5.0), retries=retries)
+    else:
+        client = ProtocolClient(ser, timeout_s=timeout_s, retries=retries)
     sim = getattr(ser, "sim", None)  # closing the port stops (and detaches) a virtual board
     errors: list[str] = []
     t_start = time.monotonic()
     try:
         info = client.hello()
-        if info.model_hash != model.hash16:
+        if protocol == "eembc" and not info.model_hash:  # MLPerf Tiny reference firmware: no hash line
+            log(f"check: the device does not report its model's hash (m-model-[{client.model_name}]); "
+                f"comparing its outputs with {model_path.name} without proving it runs that model")
+        elif info.model_hash != model.hash16:
             raise ModelMismatchError(
                 f"the device runs model {info.model_hash} but {model_path.name} is {model.hash16} "
                 f"(first 16 bytes of sha256)",
                 hint="flash the firmware generated from this model (ofa-mcu codegen + make flash), or pass "
                      "the .tflite the firmware was built from")
-        if info.input_bytes != int(np.prod(contract.shape)) or info.input_dtype != contract.input_dtype:
+        if info.input_bytes != model.input.nbytes or info.input_dtype != contract.input_dtype:
             raise ModelMismatchError(f"the device expects {info.input_bytes} {info.input_dtype} input bytes, "
-                                     f"the contract gives {int(np.prod(contract.shape))} {contract.input_dtype}")
+                                     f"the contract gives {model.input.nbytes} {contract.input_dtype}")
         if info.output_bytes != model.output.nbytes or info.output_dtype != model.output.dtype.lower():
             raise ModelMismatchError(f"the device announces a {info.output_bytes}-byte {info.output_dtype} "
                                      f"output, the model has {model.output.nbytes} {model.output.dtype.lower()} bytes",
@@ -144,24 +123,23 @@ def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, c
         bar = _progress(n, n - len(todo), sys.stderr.isatty() if progress is None else progress)
         try:
             for i in todo:
-                x = contract.quantize(split.x[i]).tobytes()
-                host = np.frombuffer(ref.run(x), dtype=np.int8)
-                rec = {"kind": "sample", "i": i, "index": int(split.indices[i]), "label": int(split.y[i]),
+                xq = data.quantized(i)
+                x = np.ascontiguousarray(xq).astype(xq.dtype.newbyteorder("<")).tobytes()
+                host = np.frombuffer(ref.run(x), dtype=out_dtype)
+                rec = {"kind": "sample", "i": i, "index": int(data.indices[i]),
+                       "label": int(data.labels[i]) if data.labels is not None else None,
                        "host_top1": int(host.argmax())}
                 t0 = time.monotonic()
                 try:
                     client.send_input(x)
                     res = client.invoke()
-                except DeviceError as e:  # this sample failed on the device; the link is fine
+                except (DeviceError, EembcError) as e:  # this sample failed on the device; the link is fine
                     rec.update(error=str(e), argmax_agree=False, exact=False)
                     errors.append(f"sample {i}: {e}")
                 else:
-                    dev = np.frombuffer(res.output, dtype=np.int8)
-                    same_len = dev.shape == host.shape
-                    rec.update(device_top1=int(dev.argmax()) if dev.size else -1,
-                               argmax_agree=bool(same_len and dev.argmax() == host.argmax()),
-                               exact=bool(same_len and np.array_equal(dev, host)),
-                               max_abs_diff=int(np.abs(dev.astype(int) - host.astype(int)).max()) if same_len else None,
+                    dev = np.frombuffer(res.output, dtype=out_dtype) if len(res.output) % out_dtype.itemsize == 0 \
+                        else np.frombuffer(res.output, dtype=np.uint8)
+                    rec.update(score_record(data.metric, model, xq, dev, host),
                                cycles=int(res.cycles), wall_ms=round((time.monotonic() - t0) * 1e3, 3))
                     if dev.size <= KEEP_LOGITS:
                         rec["output"] = dev.tolist()
@@ -174,14 +152,14 @@ def _run_locked(port, model_path, model, data_spec, ds, split, n, fingerprint, c
         session_s = time.monotonic() - t_start
         link = client.stats.to_dict()
         client.close() if own_port else client.detach()
-    report = _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,
+    report = _report(model_path, model, data_spec, fingerprint, data, info, board, port, baud, n, done,
                      session_s, len(todo), link, errors, gate, sim)
     report["emulator"] = emulator
     write_json(out_dir / REPORT_NAME, report)
     log(report["summary"])
-    if report["agreement"]["argmax"] < gate:
+    if not report["gate"]["passed"]:
         raise AccuracyGateError(
-            f"argmax agreement {report['agreement']['argmax']:.2%} is below the gate {gate:.2%} "
+            f"{report['gate']['metric']} {report['gate']['value']:.2%} is below the gate {gate:.2%} "
             f"({report['agreement']['disagreeing_samples']} disagreeing samples; see {out_dir / REPORT_NAME})",
             hint="exact disagreement points to a firmware/host kernel difference or a wrong input contract")
     return report
@@ -224,14 +202,12 @@ def _resume(log_path: Path, model: ModelInfo, data_spec: str, fingerprint: str, 
     return {r["i"]: r for r in recs[1:] if r.get("kind") == "sample"} if recs else {}
 
 
-def _report(model_path, model, data_spec, fingerprint, contract, info, board, port, baud, n, done,
+def _report(model_path, model, data_spec, fingerprint, data: CheckData, info, board, port, baud, n, done,
             session_s, sent, link, errors, gate, sim) -> dict:
     recs = [done[i] for i in sorted(done) if i < n]
     ok = [r for r in recs if "error" not in r]
-    labels = np.array([r["label"] for r in recs])
-    dev_top1 = np.array([r.get("device_top1", -1) for r in recs])
-    host_top1 = np.array([r["host_top1"] for r in recs])
-    agree = np.array([r["argmax_agree"] for r in recs], dtype=bool)
+    top1 = data.metric == "top1"
+    agree = np.array([r["argmax_agree"] for r in recs], dtype=bool)  # the metric's per-sample verdict
     exact = np.array([r["exact"] for r in recs], dtype=bool)
     cycles = np.array([r["cycles"] for r in ok], dtype=np.float64)
     clock = info.cycle_hz or (board.clock_hz if board else 0)
@@ -240,20 +216,41 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
         source = "instructions (QEMU -icount)"
     ms = cycles / clock * 1e3 if clock and not info.counts_instructions else np.array([])
     m = len(recs)
+    agreement = {"metric": data.metric, "samples_agreeing": float(agree.mean()) if m else 0.0,
+                 "exact_logits": float(exact.mean()) if m else 0.0,
+                 "exact_expected": info.reference_kernels,
+                 "max_abs_logit_diff": max((r.get("max_abs_diff") or 0 for r in ok), default=0),
+                 "disagreeing_samples": int((~agree).sum()),
+                 "first_disagreements": [r["i"] for r in recs if not r["argmax_agree"]][:20]}
+    accuracy = None
+    if top1:
+        agreement["argmax"] = agreement["samples_agreeing"]
+        labels = np.array([r["label"] for r in recs])
+        dev_top1 = np.array([r.get("device_top1", -1) for r in recs])
+        host_top1 = np.array([r["host_top1"] for r in recs])
+        accuracy = {"device_top1": float((dev_top1 == labels).mean()) if m else 0.0,
+                    "host_top1": float((host_top1 == labels).mean()) if m else 0.0}
+    else:
+        agreement["anomaly_score"] = agreement["samples_agreeing"]
+        scored = [r for r in ok if "device_score" in r]
+        if scored:
+            d = np.array([r["device_score"] for r in scored])
+            h = np.array([r["host_score"] for r in scored])
+            agreement["score"] = {"device_mean": float(d.mean()), "host_mean": float(h.mean()),
+                                  "max_abs_diff": float(np.abs(d - h).max()), "rtol": SCORE_RTOL}
+        agreement["output_mse_vs_host_max"] = max((r.get("output_mse_vs_host", 0.0) for r in ok), default=0.0)
+    gate_name = "argmax agreement" if top1 else "anomaly-score agreement"
     report = {
         "model": str(model_path), "model_sha256": model.sha256, "model_hash16": model.hash16,
-        "data": data_spec, "data_fingerprint": fingerprint, "split": "test", "resolution": contract.height,
+        "data": data_spec, "data_fingerprint": fingerprint, "input": data.describe(), "metric": data.metric,
+        "split": data.describe()["split"],
+        "resolution": data.contract.height if data.kind == "image" else None,
         "board": board.id if board else info.board_id, "measured_on": info.measured_on, "device": info.to_dict(),
         "port": port if isinstance(port, str) else getattr(port, "port", str(port)), "baud": baud,
+        "protocol": "eembc" if info.protocol_version == 0 else "binary",
         "samples": m, "samples_requested": n, "complete": m == n,
-        "accuracy": {"device_top1": float((dev_top1 == labels).mean()) if m else 0.0,
-                     "host_top1": float((host_top1 == labels).mean()) if m else 0.0},
-        "agreement": {"argmax": float(agree.mean()) if m else 0.0,
-                      "exact_logits": float(exact.mean()) if m else 0.0,
-                      "exact_expected": info.reference_kernels,
-                      "max_abs_logit_diff": max((r.get("max_abs_diff") or 0 for r in ok), default=0),
-                      "disagreeing_samples": int((~agree).sum()),
-                      "first_disagreements": [r["i"] for r in recs if not r["argmax_agree"]][:20]},
+        "accuracy": accuracy,
+        "agreement": agreement,
         "latency": ({"source": source, "measured_on": info.measured_on, "simulated": False,
                      "instructions": _stats(cycles), "cycles": {}, "ms": {}}
                     if info.counts_instructions else
@@ -264,17 +261,24 @@ def _report(model_path, model, data_spec, fingerprint, contract, info, board, po
         "link": link,
         "virtual_board": ({**sim.describe(), "stats": dict(sim.stats.__dict__)} if sim is not None else None),
         "errors": errors,
-        "gate": {"metric": "argmax agreement", "min": gate, "passed": bool(m and agree.mean() >= gate)},
+        "gate": {"metric": gate_name, "min": gate, "value": agreement["samples_agreeing"],
+                 "passed": bool(m and agree.mean() >= gate)},
     }
     if info.counts_instructions and cycles.size:
         lat = f"{np.median(cycles) / 1e6:.3g} M instructions median (not cycles)"
     else:
         lat = f"{np.median(ms):.3g} ms median ({source})" if ms.size else "latency n/a"
     thr = report["throughput"]["samples_per_s"]
+    if top1:
+        head = (f"top-1 {accuracy['device_top1']:.2%} (host {accuracy['host_top1']:.2%}), "
+                f"argmax agreement {agreement['argmax']:.2%}")
+    else:
+        sc = agreement.get("score")
+        head = (f"metric mse: anomaly-score agreement {agreement['anomaly_score']:.2%}"
+                + (f" (mean score device {sc['device_mean']:.4g}, host {sc['host_mean']:.4g})" if sc else ""))
     report["summary"] = (
-        f"check: {m}/{n} samples on {report['board']} ({info.measured_on}): top-1 {report['accuracy']['device_top1']:.2%} "
-        f"(host {report['accuracy']['host_top1']:.2%}), argmax agreement {report['agreement']['argmax']:.2%}, "
-        f"exact logits {report['agreement']['exact_logits']:.2%}, {lat}"
+        f"check: {m}/{n} samples on {report['board']} ({info.measured_on}): {head}, "
+        f"exact {'logits' if top1 else 'outputs'} {agreement['exact_logits']:.2%}, {lat}"
         + (f", {thr:g} samples/s" if thr else "")
         + f", {link['retries']} retries, {link['resets']} resets, {len(errors)} errors -> "
         + ("PASS" if report["gate"]["passed"] else "FAIL") + f" (gate {gate:.0%})")

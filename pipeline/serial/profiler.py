@@ -14,7 +14,6 @@ from .._io import write_json
 from ..boards import Board, load_board
 from ..errors import ModelMismatchError, SerialLinkError, UsageError
 from ..tflite.model_info import inspect_tflite
-from .checker import load_contract
 from .client import ProtocolClient
 from .link import open_port
 from .latency import model_macs, op_class_work, op_macs, op_shapes
@@ -37,13 +36,13 @@ def run_profile(port, model_path, board: Board | str, *, out=None, baud: int | N
     model = inspect_tflite(model_path)
     board = load_board(board) if isinstance(board, str) else board
     baud = baud or board.serial_baud
-    contract = load_contract(model_path, model)
     if data_spec:
-        from ..data import load_dataset
-        pixels = load_dataset(data_spec, seed=seed).split("test", resolution=contract.height).x[0]
-    else:  # any defined image will do: int8 kernel timing hardly depends on the values
-        pixels = np.random.default_rng(seed).integers(0, 256, size=contract.shape[1:], dtype=np.uint8)
-    x = contract.quantize(pixels).tobytes()
+        from .inputs import check_data
+        data = check_data(model_path, model, data_spec, seed=seed)
+        q = data.quantized(0)
+        x = np.ascontiguousarray(q).astype(q.dtype.newbyteorder("<")).tobytes()
+    else:  # any defined input will do: integer kernel timing hardly depends on the values
+        x = np.random.default_rng(seed).integers(0, 256, size=model.input.nbytes, dtype=np.uint8).tobytes()
     own_port = isinstance(port, str)
     ser = open_port(port, baud, board, model=model_path, sim_options=sim_options) if own_port else port
     client = ProtocolClient(ser, timeout_s=timeout_s)

@@ -16,17 +16,24 @@ def arena_bytes_for(model_size: int) -> int:
     return 4 * model_size + 256 * 1024
 
 
+RUNTIME_DTYPES = {"INT8": np.int8, "INT16": np.int16}
+
+
 class TflmRunner:
-    """One TFLM interpreter for one model; `run(int8 bytes) -> int8 bytes` of the first output."""
+    """One TFLM interpreter for one model; `run(input bytes) -> bytes` of the first output.
+
+    Inputs and outputs are int8 or int16 (a 16x8-quantized model); the bytes are the tensor's own,
+    little-endian, as the firmware holds them."""
 
     def __init__(self, model_path: str | os.PathLike, model: ModelInfo | None = None):
         from tflite_micro.python.tflite_micro import runtime
 
         self.model = model or inspect_tflite(model_path)
-        if self.model.input.dtype != "INT8" or self.model.output.dtype != "INT8":
+        if self.model.input.dtype not in RUNTIME_DTYPES or self.model.output.dtype not in RUNTIME_DTYPES:
             raise ArtifactError(f"{model_path}: input/output are {self.model.input.dtype.lower()}/"
-                                f"{self.model.output.dtype.lower()}, the serial check needs a full-int8 model",
-                                hint="export with `ofa-mcu export` (full-int8 input and output)")
+                                f"{self.model.output.dtype.lower()}, the serial check needs an integer model "
+                                f"(int8 or int16 input and output)",
+                                hint="convert with full-integer quantization (ofa-mcu export does)")
         from ..tflite.micro_ops import OP_TABLE
         from ..errors import UnsupportedOpError
 
@@ -37,9 +44,11 @@ class TflmRunner:
         self._interp = runtime.Interpreter.from_file(str(Path(model_path)),
                                                      arena_size=arena_bytes_for(self.model.model_bytes))
         self._shape = self.model.input.shape
+        self.input_dtype = np.dtype(RUNTIME_DTYPES[self.model.input.dtype]).newbyteorder("<")
+        self.output_dtype = np.dtype(RUNTIME_DTYPES[self.model.output.dtype]).newbyteorder("<")
 
     def run(self, data: bytes) -> bytes:
-        x = np.frombuffer(data, dtype=np.int8).reshape(self._shape)
+        x = np.frombuffer(data, dtype=self.input_dtype).reshape(self._shape).astype(self.input_dtype.type)
         self._interp.set_input(x, 0)
         self._interp.invoke()
-        return np.asarray(self._interp.get_output(0), dtype=np.int8).tobytes()
+        return np.asarray(self._interp.get_output(0)).astype(self.output_dtype).tobytes()

@@ -52,6 +52,7 @@ class SimOptions:
     max_payload: int = fr.DEFAULT_MAX_PAYLOAD
     board: str | None = None
     boot_text: bytes = b""  # printed before the BOOT frame at every boot, as firmware and bootloaders do
+    protocol: str = "binary"  # binary | eembc (the MLPerf Tiny runner's text protocol) | both (first byte decides)
 
     def describe(self) -> dict:
         d = dict(self.__dict__)
@@ -271,12 +272,37 @@ class VirtualBoard(PacedLink):
             board_id=self.board.id if self.board else "virtual",
             firmware_version=f"ofa-mcu {_pkg_version()} board-sim")
 
-    def _make_device(self) -> NativeDevice:
-        return NativeDevice(self.info, write=self._device_write, invoke=self._device_invoke,
-                            profile=self._device_profile, max_payload=self.options.max_payload)
+    def _make_device(self):
+        proto = self.options.protocol
+        if proto not in ("binary", "eembc", "both"):
+            raise SerialLinkError(f"virtual board protocol '{proto}': choose binary, eembc or both")
+        binary = None if proto == "eembc" else NativeDevice(
+            self.info, write=self._device_write, invoke=self._device_invoke, profile=self._device_profile,
+            max_payload=self.options.max_payload)
+        if proto == "binary":
+            return binary
+        from .eembc import EembcDevice
+
+        eembc = EembcDevice(write=self._device_write, invoke=self._device_invoke,
+                            input_bytes=self.info.input_bytes, output_bytes=self.info.output_bytes,
+                            output_dtype=self.info.output_dtype, output_scale=self.info.output_scale,
+                            output_zero_point=self.info.output_zero_point, cycle_hz=self.clock_hz,
+                            vendor=f"{self.info.board_id} ofa-mcu board-sim", model=self.model.hash16[:16],
+                            model_hash=self.model.hash16, banner=proto == "eembc")
+        return eembc if proto == "eembc" else FirstByteDetect(binary, eembc, self)
+
+    @property
+    def frame_end(self):  # the byte that ends a request: 0x00 (binary frames) or '%' (EEMBC commands)
+        dev = self.device
+        eembc = self.options.protocol == "eembc" or (isinstance(dev, FirstByteDetect) and dev.mode == "eembc")
+        return b"%"[0] if eembc else 0
 
     def _count_frame(self, piece: bytes) -> None:
         self.stats.frames_in += 1
+        if self.frame_end != 0:
+            name = "eembc:" + piece[:-1].decode("latin-1").split(" ", 1)[0]
+            self.stats.frame_types_in[name] = self.stats.frame_types_in.get(name, 0) + 1
+            return
         f = fr.decode_frame(piece[:-1])
         name = f.name if isinstance(f, fr.Frame) else "damaged"
         self.stats.frame_types_in[name] = self.stats.frame_types_in.get(name, 0) + 1
@@ -296,11 +322,35 @@ class VirtualBoard(PacedLink):
         return self._op_cycles
 
 
+class FirstByteDetect:
+    """The firmware's PROTOCOL=BOTH: the first byte that is not 0x00 picks the protocol until the next reset.
+    A lowercase ASCII letter starts an EEMBC command (name%, profile%...); anything else a binary frame
+    (COBS code bytes of a HELLO are below 0x20)."""
+
+    def __init__(self, binary, eembc, board: VirtualBoard):
+        self.binary, self.eembc, self.board = binary, eembc, board
+        self.mode = ""
+
+    def feed(self, data: bytes) -> None:
+        if not self.mode:
+            first = next((b for b in data if b != 0), None)
+            if first is None:
+                return self.binary.feed(data)
+            self.mode = "eembc" if ord("a") <= first <= ord("z") else "binary"
+        (self.eembc if self.mode == "eembc" else self.binary).feed(data)
+
+    def reset(self) -> None:
+        self.mode = ""
+        self.binary.reset()
+        self.eembc.reset(banner=False)
+
+
 def sim_summary(vb: VirtualBoard) -> str:
     o = vb.options
     faults = [f"{k}={v}" for k, v in (("drop", o.drop_rate), ("corrupt", o.corrupt_rate),
                                        ("resets_at", list(o.reset_after)), ("delay_ms", o.delay_ms)) if v]
     return (f"virtual board on {vb.port_path}: model {vb.model.hash16}, {vb.info.board_id}, {o.baud} baud, "
+            + (f"protocol {o.protocol}, " if o.protocol != "binary" else "") +
             f"turnaround {o.turnaround_ms:g} ms, window {vb.info.window}, latency simulated"
             + (f", faults {' '.join(faults)} (seed {o.seed})" if faults else ""))
 

@@ -9,6 +9,8 @@ width multiplier and depth, per-block kernel size and expand ratio.
 Its id string is shell-safe and diffs well, e.g. ``r24-w50k3e4k5e6-w100k7e3k3e3`` (resolution 24;
 stage 0 at width 0.50 with blocks k3e4 and k5e6; stage 1 at width 1.00 with three blocks).
 
+Non-square inputs (spectrograms): `input_width` fixes the width and `resolution` is then the height only.
+
 `layers(space, arch)` is the single description of the static network an arch stands for; the
 extracted PyTorch module, the exported TFLite graph and the cost models all follow it.
 """
@@ -70,6 +72,10 @@ class SearchSpace:
     depths: tuple[int, ...] = (2, 3, 4)
     width_mults: tuple[float, ...] = (0.35, 0.5, 0.75, 1.0)
     channel_divisor: int = 8
+    # 0: square inputs (resolution x resolution). Otherwise the input width is fixed at this many columns
+    # and `resolutions` are heights: a 49x40 spectrogram is resolutions (49,) with input_width 40
+    # (resolution elasticity off), or e.g. (41, 45, 49) to keep it elastic along the time axis only.
+    input_width: int = 0
 
     def __post_init__(self):
         def tup(v):
@@ -100,6 +106,8 @@ class SearchSpace:
              "depths", f"must be integers >= 1, got {list(self.depths)}")
         need(self.width_mults and all(0 < w <= 1.0 for w in self.width_mults),
              "width_mults", f"must lie in (0, 1], got {list(self.width_mults)}")
+        need(self.input_width == 0 or self.input_width >= 8, "input_width",
+             f"must be 0 (square inputs) or a width >= 8, got {self.input_width}")
         need(len(self.stages) >= 1, "stages", "must hold at least one stage")
         need(self.stem_stride in (1, 2), "stem_stride", f"must be 1 or 2, got {self.stem_stride}")
         for i, s in enumerate(self.stages):
@@ -121,6 +129,10 @@ class SearchSpace:
     @property
     def max_stage_channels(self) -> tuple[int, ...]:
         return tuple(self.stage_channels(i, max(self.width_mults)) for i in range(len(self.stages)))
+
+    def input_size(self, resolution: int) -> tuple[int, int]:
+        """(height, width) of the input at `resolution`: square unless input_width fixes the width."""
+        return int(resolution), int(self.input_width or resolution)
 
     # -- archs ------------------------------------------------------------------------------------
     def largest(self) -> "SubnetArch":
@@ -373,7 +385,7 @@ def layers(space: SearchSpace, arch: SubnetArch) -> list[Layer]:
     """The static network for `arch`, op by op (BatchNorm folded, as in the exported model)."""
     space.check_arch(arch)
     out: list[Layer] = []
-    h = w = arch.resolution
+    h, w = space.input_size(arch.resolution)
     c = space.in_channels
     k, s = space.stem_kernel, space.stem_stride
     ph, pw = same_padding(h, k, s), same_padding(w, k, s)
@@ -410,3 +422,8 @@ def macs(space: SearchSpace, arch: SubnetArch) -> int:
 
 def params(space: SearchSpace, arch: SubnetArch) -> int:
     return sum(layer.params for layer in layers(space, arch))
+
+
+def spectrogram_fields(height: int, width: int) -> dict:
+    """SearchSpace fields for a fixed-size spectrogram input (resolution elasticity off)."""
+    return {"resolutions": (int(height),), "input_width": int(width)}

@@ -29,7 +29,7 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError, UsageError
 from ..supernet.model import OFASupernet, build_supernet
 from ..supernet.sorting import sort_expand_channels, sort_width_channels
-from ..supernet.space import SearchSpace
+from ..supernet.space import SearchSpace, spectrogram_fields
 from ..supernet.store import load_state, save_supernet
 from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
@@ -67,7 +67,9 @@ class TrainConfig:
 # -- config resolution ----------------------------------------------------------------------------
 def resolve_space(spec, ds: Dataset) -> SearchSpace:
     if spec is None:
-        return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes)
+        # A spectrogram dataset (audio features) gets a fixed non-square input; images stay square.
+        geometry = spectrogram_fields(*ds.native_resolution) if ds.features else {}
+        return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes, **geometry)
     space = spec if isinstance(spec, SearchSpace) else SearchSpace.load(spec)
     for name, want in (("in_channels", ds.channels), ("num_classes", ds.num_classes)):
         if getattr(space, name) != want:

@@ -18,10 +18,28 @@
 #include "model_settings.h"
 #include "op_resolver.h"
 #include "protocol.h"
+#include "eembc.h"
 #include "tensorflow/lite/micro/cortex_m_generic/debug_log_callback.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+
+// Which protocol the UART speaks (`make PROTOCOL=...`, docs/PROTOCOL.md): BINARY (default) the ofa-mcu
+// wire protocol; EEMBC the MLPerf Tiny runner's text protocol alone (nothing binary is ever sent, so the
+// official runner can drive it); BOTH: the first byte received that is not 0x00 picks one until reset.
+#if defined(OFA_PROTOCOL_EEMBC) || defined(OFA_PROTOCOL_BOTH)
+#define OFA_EEMBC 1
+#else
+#define OFA_EEMBC 0
+#endif
+#if defined(OFA_PROTOCOL_EEMBC)
+#define OFA_BINARY 0
+#else
+#define OFA_BINARY 1
+#endif
+#ifndef OFA_EEMBC_MODEL
+#define OFA_EEMBC_MODEL OFA_MODEL_HASH_SHORT  // what m-model-[...] says; e.g. make EEMBC_MODEL=kws01
+#endif
 
 #if !defined(OFA_HAVE_CXX_RUNTIME)
 // The little C++ runtime the firmware needs, so the link needs no libstdc++ (Debian's toolchain ships
@@ -55,7 +73,7 @@ uint8_t g_rx_buf[PROTO_RX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_tx_buf[PROTO_TX_BUF_SIZE(PROTO_DEFAULT_MAX_PAYLOAD)];
 uint8_t g_out_buf[OFA_OUTPUT_BYTES];
 proto_op_cycles g_prof_buf[OFA_OP_COUNT];
-proto_device g_dev;
+[[maybe_unused]] proto_device g_dev;  // unused with PROTOCOL=EEMBC
 // Holds the input while set-up failed (no input tensor to receive it).
 uint8_t g_fallback_input[OFA_INPUT_BYTES];
 
@@ -137,6 +155,32 @@ int Invoke(void* user, const uint8_t* input, size_t input_len, uint8_t* output, 
   return 0;
 }
 
+#if OFA_EEMBC
+ee_device g_ee;
+
+int EembcWrite(void* user, const uint8_t* data, size_t len) {
+  (void)user;
+  board_uart_write(data, len);
+  return 0;
+}
+
+// The db buffer is the input tensor itself: one inference per call, output copied for m-results.
+int EembcInvoke(void* user, const uint8_t* input, size_t input_len, uint8_t* output, size_t output_len) {
+  (void)user;
+  (void)input;
+  (void)input_len;
+  if (g_setup_error != kSetupOk || output_len != OFA_OUTPUT_BYTES) return 1;
+  if (g_interpreter->Invoke() != kTfLiteOk) return 1;
+  memcpy(output, g_interpreter->output(0)->data.raw, OFA_OUTPUT_BYTES);
+  return 0;
+}
+
+uint64_t EembcMicros(void* user) {
+  (void)user;
+  return board_cycles() * 1000000ull / BOARD_CYCLE_HZ;
+}
+#endif
+
 int Profile(void* user, proto_op_cycles* ops, size_t cap, size_t* n_ops) {
   (void)user;
   if (g_setup_error != kSetupOk) return static_cast<int>(0x100u + g_setup_error);
@@ -166,8 +210,8 @@ uint32_t SetUpModel() {
   if (interpreter.AllocateTensors() != kTfLiteOk) return kAllocateTensors;
   const TfLiteTensor* in = interpreter.input(0);
   const TfLiteTensor* out = interpreter.output(0);
-  if (in == nullptr || out == nullptr || in->type != kTfLiteInt8 || in->bytes != OFA_INPUT_BYTES ||
-      out->bytes != OFA_OUTPUT_BYTES) {
+  if (in == nullptr || out == nullptr || in->type != OFA_INPUT_TFLITE_TYPE || in->bytes != OFA_INPUT_BYTES ||
+      out->type != OFA_OUTPUT_TFLITE_TYPE || out->bytes != OFA_OUTPUT_BYTES) {
     return kTensorMismatch;
   }
   return kSetupOk;
@@ -179,7 +223,7 @@ void SendText(const char* a, const char* b) {
   board_uart_write(reinterpret_cast<const uint8_t*>("\r\n"), 2);
 }
 
-void SendSetupError(uint32_t code) {
+[[maybe_unused]] void SendSetupError(uint32_t code) {
   uint8_t payload[6] = {PROTO_E_INVOKE_FAILED, 0, static_cast<uint8_t>(code), static_cast<uint8_t>(code >> 8),
                         static_cast<uint8_t>(code >> 16), static_cast<uint8_t>(code >> 24)};
   uint8_t frame[PROTO_ENCODED_SIZE(sizeof payload)];
@@ -203,16 +247,14 @@ void SendSetupError(uint32_t code) {
   info.firmware_version = "ofa-mcu 0.1.0";
   static const uint8_t kHash[PROTO_MODEL_HASH_LEN] = OFA_MODEL_HASH_INIT;
   memcpy(info.model_hash, kHash, sizeof kHash);
-  info.input_dtype = PROTO_DTYPE_INT8;
-  info.input_rank = 4;
-  info.input_dims[0] = 1;
-  info.input_dims[1] = OFA_INPUT_HEIGHT;
-  info.input_dims[2] = OFA_INPUT_WIDTH;
-  info.input_dims[3] = OFA_INPUT_CHANNELS;
+  info.input_dtype = OFA_INPUT_PROTO_DTYPE;
+  info.input_rank = OFA_INPUT_RANK;
+  static const uint16_t kDims[4] = OFA_INPUT_DIMS_INIT;
+  memcpy(info.input_dims, kDims, sizeof kDims);
   info.input_bytes = OFA_INPUT_BYTES;
   info.input_scale = OFA_INPUT_SCALE;
   info.input_zero_point = OFA_INPUT_ZERO_POINT;
-  info.output_dtype = PROTO_DTYPE_INT8;
+  info.output_dtype = OFA_OUTPUT_PROTO_DTYPE;
   info.output_bytes = OFA_OUTPUT_BYTES;
   info.output_scale = OFA_OUTPUT_SCALE;
   info.output_zero_point = OFA_OUTPUT_ZERO_POINT;
@@ -243,17 +285,39 @@ void SendSetupError(uint32_t code) {
   cfg.output_cap = sizeof g_out_buf;
   cfg.prof_buf = g_prof_buf;
   cfg.prof_cap = OFA_OP_COUNT;
+#if OFA_BINARY
   if (proto_device_init(&g_dev, &cfg) != 0) {
     SendText("ofa-mcu: protocol init failed", "");
     for (;;) {
     }
   }
   if (setup_error != kSetupOk) SendSetupError(setup_error);
-
+#endif
+#if OFA_EEMBC
+  ee_device_setup(&g_ee, BOARD_ID " ofa-mcu", OFA_EEMBC_MODEL, OFA_MODEL_HASH_HEX, EembcWrite, EembcInvoke,
+                  EembcMicros, nullptr, cfg.input_buf, OFA_INPUT_BYTES, g_out_buf, OFA_OUTPUT_BYTES,
+                  OFA_OUTPUT_PROTO_DTYPE, OFA_OUTPUT_SCALE, OFA_OUTPUT_ZERO_POINT, /*banner=*/!OFA_BINARY);
+#endif
+  // 0: undecided (BOTH), 1: binary, 2: EEMBC
+  uint8_t mode = OFA_BINARY && OFA_EEMBC ? 0 : (OFA_EEMBC ? 2 : 1);
   for (;;) {
     uint8_t bytes[32];
     const size_t n = board_uart_read(bytes, sizeof bytes);
-    if (n) proto_device_feed(&g_dev, bytes, n);
+    if (!n) continue;
+    if (mode == 0) {
+      for (size_t i = 0; i < n && mode == 0; i++) {
+        if (bytes[i] != 0) mode = (bytes[i] >= 'a' && bytes[i] <= 'z') ? 2 : 1;
+      }
+    }
+#if OFA_EEMBC
+    if (mode == 2) {
+      ee_device_feed(&g_ee, bytes, n);
+      continue;
+    }
+#endif
+#if OFA_BINARY
+    proto_device_feed(&g_dev, bytes, n);
+#endif
   }
 }
 

@@ -26,17 +26,29 @@
 #define OFA_MODEL_BYTES 2984u
 #define OFA_MODEL_SHA256 "4e955f121eab319a085f52d0d84e8466f48364e906f8e3dac015648050df4704"
 /* First 16 bytes of the sha256: what HELLO reports, so the host refuses a firmware built for another model. */
+/* The same hash as hex text (EEMBC protocol: m-model-hash-[...]) and its first 8 bytes. */
+#define OFA_MODEL_HASH_HEX "4e955f121eab319a085f52d0d84e8466"
+#define OFA_MODEL_HASH_SHORT "4e955f121eab319a"
 #define OFA_MODEL_HASH_INIT { 0x4e, 0x95, 0x5f, 0x12, 0x1e, 0xab, 0x31, 0x9a, 0x08, 0x5f, 0x52, 0xd0, 0xd8, 0x4e, 0x84, 0x66 }
 
-/* Input tensor: int8 NHWC. */
+/* Input tensor: int8 1x12x12x3 (NHWC). */
+#define OFA_INPUT_RANK 4
+#define OFA_INPUT_DIMS_INIT { 1, 12, 12, 3 }
 #define OFA_INPUT_HEIGHT 12
 #define OFA_INPUT_WIDTH 12
 #define OFA_INPUT_CHANNELS 3
+/* Element types, as TFLite Micro (TfLiteType) and the wire protocol (PROTO_DTYPE_*) name them. */
+#define OFA_INPUT_TFLITE_TYPE kTfLiteInt8
+#define OFA_INPUT_PROTO_DTYPE PROTO_DTYPE_INT8
+#define OFA_OUTPUT_TFLITE_TYPE kTfLiteInt8
+#define OFA_OUTPUT_PROTO_DTYPE PROTO_DTYPE_INT8
+typedef int8_t ofa_input_t;
+typedef int8_t ofa_output_t;
 #define OFA_INPUT_BYTES 432u
 #define OFA_INPUT_SCALE 3.921568859e-03f
 #define OFA_INPUT_ZERO_POINT (-128)
 
-/* Output tensor: int8 1x4 (logits of 4 classes). */
+/* Output tensor: int8 1x4 (4 values: logits of a classifier, a reconstruction of an autoencoder). */
 #define OFA_OUTPUT_BYTES 4u
 #define OFA_OUTPUT_SCALE 3.906250000e-03f
 #define OFA_OUTPUT_ZERO_POINT (-128)
