@@ -3,11 +3,14 @@
  * Board support for QEMU's mps2-an386 (CMSDK Cortex-M4 (AN386 FPGA image)).
  * UART: CMSDK APB UART0 at 0x40004000 (DATA, STATE, CTRL, INTSTATUS, BAUDDIV), polled;
  * QEMU wires it to the host (`-serial pty`). Clock: the FPGA image's 25000000 Hz SYSCLK, nothing to set.
- * Cycles: QEMU implements no DWT, so SysTick counts the core clock down from 2^24 - 1 and its interrupt
- * extends it to 64 bits. With `-icount shift=0` QEMU advances that clock with executed instructions.
+ * Counts: QEMU implements no DWT, so SysTick counts the core clock down from 2^24 - 1 and its interrupt
+ * extends it to 64 bits. Under `-icount shift=0` every executed instruction advances QEMU's virtual clock
+ * by exactly 1 ns, so one SysTick tick is 1e9 / SYSCLK instructions: board_cycles() returns executed
+ * instructions (at 40.0-instruction resolution), not cycles of a real core.
  */
 #include "board.h"
 
+/* UART0 from the SoC file (on AN505/AN547 the core runs Secure, so the Secure alias). */
 #define UART0_BASE 0x40004000u
 #define CLOCK_SOURCE_HZ 25000000u
 /* C99 compile-time check: the core clock is the board clock. */
@@ -53,11 +56,21 @@ size_t board_uart_read(uint8_t *buf, size_t cap) {
     return n;
 }
 
+/* Ticks -> instructions: 1e9 / SYSCLK per tick, as a reduced fraction when SYSCLK is a whole number of MHz. */
+#if (BOARD_CORE_CLOCK_HZ % 1000000u) == 0u
+#define NS_NUM 1000ull
+#define NS_DEN ((uint64_t)(BOARD_CORE_CLOCK_HZ / 1000000u))
+#else
+#define NS_NUM 1000000000ull
+#define NS_DEN ((uint64_t)BOARD_CORE_CLOCK_HZ)
+#endif
+
 uint64_t board_cycles(void) {
     uint32_t wraps, value;
     do { /* re-read if the counter wrapped between the two reads */
         wraps = systick_wraps;
         value = SYST_CVR;
     } while (wraps != systick_wraps);
-    return (uint64_t)wraps * (SYST_RELOAD + 1u) + (SYST_RELOAD - value);
+    uint64_t ticks = (uint64_t)wraps * (SYST_RELOAD + 1u) + (SYST_RELOAD - value);
+    return ticks * NS_NUM / NS_DEN;
 }
