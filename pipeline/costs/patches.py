@@ -158,21 +158,19 @@ def search_plan(space: SearchSpace, arch: SubnetArch, spec: str = "auto", core: 
 
 def patched_estimate(space: SearchSpace, arch: SubnetArch, board, plan: PatchPlan | None, *,
                      calibration=None):
-    """`estimate()` of the patched model (a `Costs`), with the same SRAM accounting: the firmware arena
-    from the host replay plus the Cortex-M margin rule, never below the 32-bit CMSIS-NN replay."""
-    from .estimate import (_CORE_KIND, _KIND_CORE, APP_SRAM_BYTES, Costs, _latency_model, estimate,
-                           firmware_arena_rule)
+    """`estimate()` of the patched model (a `Costs`), with the same SRAM accounting: the firmware arena is
+    the 32-bit CMSIS-NN replay of the patched graph plus the fixed slack (`firmware_arena_bytes`)."""
+    from .arena import firmware_arena_bytes
+    from .estimate import _KIND_CORE, APP_SRAM_BYTES, Costs, _latency_model, estimate
     from .flash import APP_CODE_BYTES, model_bytes, runtime_code_bytes
-    from .memory import cmsis_scratch_bytes
 
     if plan is None:
         return estimate(space, arch, board, calibration=calibration)
     g = patched_tflite_graph(space, arch, plan)
-    core = _KIND_CORE[_CORE_KIND.get(board.core, "dsp")]
+    core = _KIND_CORE[board.cmsis_nn_kernels]
     host = arena_bytes(g, pointer_bytes=8, runtime="host").total
     dev = arena_bytes(g, pointer_bytes=4, runtime="cortex-m", core=core).total
-    max_scratch = max((cmsis_scratch_bytes(op.kind, op.layer, core=core) for op in g.ops), default=0)
-    fw = max(firmware_arena_rule(host, max_scratch, len(g.ops)), dev)
+    fw = firmware_arena_bytes(dev)
     cycles = sum(graph_cycles(g, _latency_model(board, calibration)))
     mb = model_bytes(g)
     runtime = runtime_code_bytes(g.op_kinds, board.core)
