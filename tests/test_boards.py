@@ -438,6 +438,10 @@ ALLOWED_LITERALS = {
     ("firmware_templates/families/mps2/board.c.j2", "1000000"): "Hz per MHz: reduces the ticks-to-instructions fraction",
     ("pipeline/validate.py", "20_000_000"): "upper bound of --baud (a sanity cap on user input, no board fact)",
     ("pipeline/validate.py", "1_000_000"): "upper bounds of --samples and --calib (sanity caps, no board facts)",
+    ("pipeline/data/audio.py", "16 kHz"): "the audio sample rate of keyword-spotting clips, no board fact",
+    ("pipeline/data/dataset.py", "16 kHz"): "the audio sample rate of keyword-spotting clips, no board fact",
+    ("pipeline/data/keywords.py", "16 kHz"): "the audio sample rate of keyword-spotting clips, no board fact",
+    ("pipeline/serial/eembc.py", "1_000_000"): "microseconds per second: EEMBC runners report a 1 MHz timer",
 }
 
 

@@ -42,6 +42,7 @@ def _base(tmp: Path) -> dict[str, list[str]]:
         "profile": ["--port", nothing, "--model", nothing, "--board", "nope"],
         "board-sim": ["--model", nothing], "deploy": ["--board", "nope", "--supernet", nothing],
         "catalog": ["--supernet", nothing, "--out", str(tmp / "o")], "demo": ["--board", "nope", "--out", "/dev/zero"],
+        "inspect": [nothing, "--board", "nope"],
     }
 
 

@@ -402,7 +402,7 @@ def test_cli_refuses_bad_arguments(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "export", "--supernet", str(tmp_path / "none"),
                         "--arch", "r24-w50k3e4k5e6", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=300)
-    assert r.returncode == 11 and "supernet directory not found" in r.stderr
+    assert r.returncode == 2 and "supernet directory not found" in r.stderr  # a path given on the command line: usage
 
 
 def test_arena_probe_survives_a_too_small_arena(tiny_tflite, tmp_path):
