@@ -143,7 +143,7 @@ def _markdown_extras(data: dict) -> str:
 def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: str | os.PathLike, *,
                   latency_ms: float | None = None, seed: int = 0, num_samples: int = 300,
                   max_candidates: int = 5, scratch_count: int = 2, log=print, progress: bool = False,
-                  patches: str = "off") -> dict:
+                  patches: str = "off", finetune_epochs: int = 0) -> dict:
     from .report.html import catalog_html
     from .search.catalog import catalog, catalog_markdown
     from .search.predictor import get_predictor
@@ -154,7 +154,8 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
     predictor_s = time.perf_counter() - t0
     data = catalog(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
                    max_candidates=max_candidates, log=log,
-                   search_kwargs={"patches": patches} if patches != "off" else None)
+                   search_kwargs={"patches": patches} if patches != "off" else None,
+                   export_kwargs={"finetune_epochs": finetune_epochs} if finetune_epochs else None)
     data["predictor_seconds"] = round(predictor_s, 2)
     _energy_per_inference(data, boards)
     scratch_path = out_dir / "scratch_trainings.json"

@@ -42,6 +42,7 @@ class DeployOptions:
     quiet: bool = False
     extra: dict = field(default_factory=dict)
     patches: str = "off"   # search dimension: patch-based inference (pipeline.supernet.patches)
+    finetune_epochs: int = 0   # fine-tune the chosen subnet with KD before export (pipeline.train.finetune)
 
 
 def _echo(opts: DeployOptions) -> Callable[[str], None]:
@@ -99,7 +100,8 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
                               params={"latency_ms": opts.latency_ms, "sram_kb": opts.sram_kb,
                                       "flash_kb": opts.flash_kb, "seed": opts.seed,
                                       "samples": opts.predictor_samples, "max_candidates": opts.max_candidates,
-                                      **({"patches": opts.patches} if opts.patches != "off" else {})})
+                                      **({"patches": opts.patches} if opts.patches != "off" else {}),
+                                      **({"finetune_epochs": opts.finetune_epochs} if opts.finetune_epochs else {})})
 
     def run_search():
         from .search import select_and_verify
@@ -113,6 +115,7 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
             flash_bytes=None if opts.flash_kb is None else int(opts.flash_kb * 1024),
             seed=opts.seed, max_candidates=opts.max_candidates, export_cache=run_dir / "exports",
             search_kwargs={"patches": opts.patches} if opts.patches != "off" else None,
+            export_kwargs={"finetune_epochs": opts.finetune_epochs} if opts.finetune_epochs else None,
             log=lambda m: echo(f"         {m}"))
         m = sel.measured
         acc = f"{100 * m.int8_acc:.2f}%" if m.int8_acc is not None else "?"

@@ -30,6 +30,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "generations": ("int", 1, 100_000, True),
     "max_candidates": ("int", 1, 1000, True),
     "scratch": ("int", 0, 1000, True),
+    "finetune_epochs": ("int", 0, 10_000, True),
     "runs": ("int", 1, 10_000, True),
     "calib": ("int", 1, 1_000_000, True),
     "max_drop": ("float", 0.0, 100.0, True),
