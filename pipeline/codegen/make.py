@@ -82,7 +82,7 @@ def build(fw_dir: str | os.PathLike, *, tflm_dir: str | None = None, reference_k
     fw = Path(fw_dir)
     manifest = _manifest(fw)
     _require("arm-none-eabi-gcc", "sudo apt-get install --no-install-recommends gcc-arm-none-eabi "
-                                  "libnewlib-arm-none-eabi")
+                                  "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
     tflm = tflm_dir_or_raise(fw, tflm_dir)
     if manifest.get("pico_sdk"):
         _require("cmake", "sudo apt-get install cmake")
