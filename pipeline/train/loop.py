@@ -30,7 +30,7 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError, UsageError
 from ..supernet.model import OFASupernet, build_supernet
 from ..supernet.sorting import sort_expand_channels, sort_width_channels
-from ..supernet.space import SearchSpace, spectrogram_fields
+from ..supernet.space import SearchSpace, default_space, resolution_note, spectrogram_fields
 from ..supernet.store import load_state, save_supernet
 from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
@@ -70,14 +70,21 @@ class TrainConfig:
 # -- config resolution ----------------------------------------------------------------------------
 def resolve_space(spec, ds: Dataset) -> SearchSpace:
     if spec is None:
-        # A spectrogram dataset (audio features) gets a fixed non-square input; images stay square.
-        geometry = spectrogram_fields(*ds.native_resolution) if ds.features else {}
-        return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes, **geometry)
-    space = spec if isinstance(spec, SearchSpace) else SearchSpace.load(spec)
+        # A spectrogram dataset (audio features) gets a fixed non-square input; images follow their size
+        # (supernet.space.default_space: native 48/64/96 px used, larger ones downscaled with a message).
+        if ds.features:
+            return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes,
+                               **spectrogram_fields(*ds.native_resolution))
+        space = default_space(ds.native_resolution, ds.channels, ds.num_classes)
+    else:
+        space = spec if isinstance(spec, SearchSpace) else SearchSpace.load(spec)
     for name, want in (("in_channels", ds.channels), ("num_classes", ds.num_classes)):
         if getattr(space, name) != want:
             raise ConfigError(f"search space: field '{name}' = {getattr(space, name)} but dataset "
                               f"'{ds.spec}' has {want}", hint=f"set \"{name}\": {want} in the space file")
+    note = None if ds.features else resolution_note(space, ds.native_resolution)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return space
 
 
