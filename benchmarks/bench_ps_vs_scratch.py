@@ -17,10 +17,15 @@ Targets (issue 11): PS mean >= scratch mean - 1 point and no arch below scratch 
 Without --supernet it trains `ofa-mcu train --budget EPOCHS` into runs/bench-ps-<data>-b<EPOCHS>/ (or
 resumes/reuses it). Rows are written to the JSON as each arch finishes, and a rerun with the same options
 skips finished archs, so an interrupted run loses at most one arch. Everything runs on this host's CPU.
+
+The scratch trainings do not need the supernet, so a second process can run them at the same time:
+`... --only scratch` (same options) trains them largest first into RUN/scratch/<arch>.json, and the main
+run takes each finished one from there (an arch being trained by the other process is waited for).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -79,6 +84,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/bench_ps_vs_scratch[_NAME].json)")
+    ap.add_argument("--only", choices=["scratch"], help="only the scratch trainings (a second process; see above)")
     args = ap.parse_args(argv)
     if args.archs < 2 or args.budget < 5 or not 0 <= args.finetune_fraction <= 1:
         ap.error("--archs >= 2, --budget >= 5 and --finetune-fraction in [0, 1]")
@@ -86,6 +92,8 @@ def main(argv=None) -> int:
     spec = data_spec(args.data)
     tag = re.sub(r"[^A-Za-z0-9]+", "-", spec.split(":", 1)[-1].rstrip("/").split("/")[-1]).strip("-")
     sn_dir = args.supernet
+    if args.only == "scratch":
+        return scratch_only(spec, tag, args)
     if sn_dir is None:
         sn_dir = ROOT / "runs" / f"bench-ps-{tag}-b{args.budget}" / "supernet"
         if not (sn_dir / "summary.json").exists():
@@ -107,6 +115,7 @@ def main(argv=None) -> int:
                 and previous.get("finetune_epochs") == ft_epochs and previous.get("seed") == args.seed)
     done = {r["arch"]: r for r in previous.get("rows", [])} if same_run else {}
     rows = []
+    scratch_dir = sn_dir.parent / "scratch"
     load_before = os.getloadavg()
     result = {"benchmark": "bench_ps_vs_scratch", "measured_on": "host CPU (this machine), torch",
               "data": summary["data"], "dataset": ds.describe(), "supernet": str(sn_dir), "seed": args.seed,
@@ -119,10 +128,21 @@ def main(argv=None) -> int:
                           "same optimizer, augmentation and batch",
               "torch_threads": torch.get_num_threads(), "nproc": os.cpu_count(),
               "machine": platform.machine(), "torch": torch.__version__}
+    todo = [(n, a) for n, a in archs if str(a) not in done]
+    deferred = []
+    for name, arch in archs:
+        if str(arch) in done:
+            continue
+        if _claimed(scratch_dir, arch) and _scratch_row(scratch_dir, arch, epochs, args.seed) is None:
+            deferred.append((name, arch))   # the other process is training it: do the rest first
+            continue
+        todo.remove((name, arch))
+        todo.append((name, arch))
+    todo = [t for t in todo if t not in deferred] + deferred
     for name, arch in archs:
         if str(arch) in done:
             rows.append(done[str(arch)])
-            continue
+    for name, arch in todo:
         test = ds.split("test", arch.resolution)
         ps = evaluate(calibrated_subnet(supernet, arch, ds, seed=args.seed), test.x, test.y)
         ft = ft_s = None
@@ -130,7 +150,13 @@ def main(argv=None) -> int:
             model, info = finetune_subnet(supernet, arch, ds, ft_epochs, schedule=schedule,
                                           batch_size=config["batch_size"], seed=args.seed)
             ft, ft_s = evaluate(model, test.x, test.y), info.seconds
-        scratch, secs = train_scratch(space, arch, ds, schedule, epochs, config["batch_size"], args.seed)
+        got = _wait_scratch(scratch_dir, arch, epochs, args.seed)
+        if got is None:
+            _claim(scratch_dir, arch)
+            scratch, secs = train_scratch(space, arch, ds, schedule, epochs, config["batch_size"], args.seed)
+            _save_scratch(scratch_dir, arch, epochs, args.seed, scratch, secs)
+        else:
+            scratch, secs = got
         row = {"name": name, "arch": str(arch), "macs": macs(space, arch), "ps_acc": round(ps, 4),
                "ps_ft_acc": None if ft is None else round(ft, 4), "scratch_acc": round(scratch, 4),
                "ps_minus_scratch_points": round(100 * (ps - scratch), 2),
@@ -140,6 +166,8 @@ def main(argv=None) -> int:
         print(f"{name:<9} ps {ps:.4f}  ps+ft {ft if ft is not None else float('nan'):.4f}  scratch {scratch:.4f}  "
               f"({secs:.0f} s scratch)", file=sys.stderr, flush=True)
         write_json(out, {**result, "rows": rows, "complete": False})
+    order = {str(a): i for i, (_, a) in enumerate(archs)}
+    rows.sort(key=lambda r: order.get(r["arch"], len(order)))
     d_ps = [r["ps_minus_scratch_points"] for r in rows]
     d_ft = [r["ps_ft_minus_scratch_points"] for r in rows if r["ps_ft_minus_scratch_points"] is not None]
     mean = lambda k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 4)  # noqa: E731
@@ -185,6 +213,83 @@ def main(argv=None) -> int:
     for t in result["targets"]:
         print(f"target {t['metric']}: {t['measured']} ({t['target']}) {'met' if t['met'] else 'NOT met'}")
     write_json(out, result)
+    return 0
+
+
+# -- scratch trainings, shareable with a second process -------------------------------------------
+def _scratch_path(d: Path, arch) -> Path:
+    return d / f"{arch}.json"
+
+
+def _claimed(d: Path, arch) -> bool:
+    return (d / f"{arch}.claim").exists()
+
+
+def _claim(d: Path, arch) -> bool:
+    """Atomically claim `arch` for this process; False when another process has it."""
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(d / f"{arch}.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def _scratch_row(d: Path, arch, epochs: int, seed: int):
+    p = _scratch_path(d, arch)
+    if not p.exists():
+        return None
+    r = json.loads(p.read_text())
+    return (r["test_acc"], r["seconds"]) if r.get("epochs") == epochs and r.get("seed") == seed else None
+
+
+def _save_scratch(d: Path, arch, epochs, seed, acc, secs) -> None:
+    write_json(_scratch_path(d, arch), {"arch": str(arch), "epochs": epochs, "seed": seed, "test_acc": acc,
+                                        "seconds": secs, "measured_on": "host CPU, 1 process"})
+
+
+def _wait_scratch(d: Path, arch, epochs: int, seed: int):
+    """The finished scratch result; waits while another live process holds the claim; None: train it here."""
+    while True:
+        got = _scratch_row(d, arch, epochs, seed)
+        if got is not None or not _claimed(d, arch):
+            return got
+        try:
+            pid = int((d / f"{arch}.claim").read_text() or 0)
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError, FileNotFoundError):
+            (d / f"{arch}.claim").unlink(missing_ok=True)   # its process is gone: train it here
+            return None
+        if pid == os.getpid():
+            return None
+        time.sleep(10)
+
+
+def scratch_only(spec: str, tag: str, args) -> int:
+    """Train the scratch baselines alone (largest first), for a main run started with the same options."""
+    from pipeline.train.loop import resolve_schedule, resolve_space
+
+    if args.supernet is not None:
+        run = args.supernet.parent
+        space = load_supernet(args.supernet).space
+        schedule = Schedule.from_dict(read_json(args.supernet / "schedule.json"))
+        batch = int(read_json(run / "config.json")["batch_size"])
+        ds = load_dataset(read_json(args.supernet / "summary.json")["data"])
+    else:
+        run = ROOT / "runs" / f"bench-ps-{tag}-b{args.budget}"
+        ds = load_dataset(spec)
+        space = resolve_space(None, ds)
+        schedule = resolve_schedule(None, space, args.budget)
+        batch = 64
+    epochs = schedule.total_epochs
+    for name, arch in reversed(spanning_archs(space, args.archs, args.seed)):
+        if _scratch_row(run / "scratch", arch, epochs, args.seed) is not None or not _claim(run / "scratch", arch):
+            continue
+        acc, secs = train_scratch(space, arch, ds, schedule, epochs, batch, args.seed)
+        _save_scratch(run / "scratch", arch, epochs, args.seed, acc, secs)
+        print(f"{name:<9} scratch {acc:.4f} ({secs:.0f} s)", file=sys.stderr, flush=True)
     return 0
 
 
