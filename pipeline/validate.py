@@ -34,6 +34,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "runs": ("int", 1, 10_000, True),
     "calib": ("int", 1, 1_000_000, True),
     "max_drop": ("float", 0.0, 100.0, True),
+    "tolerance": ("float", 0.0, 100.0, True),
     "opset": ("int", 13, 17, True),
     "latency_ms": ("float", 0.0, None, False),
     "sram_kb": ("float", 0.0, None, False),
