@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     space = supernet.space
     ds = load_dataset(summary["data"], seed=summary["data_seed"])
     epochs = schedule.total_epochs
-    ft_epochs = max(1, int(args.finetune_fraction * epochs)) if args.finetune_fraction > 0 else 0
+    # Fine-tune for that fraction of the supernet's epochs (a fractional epoch runs that share of its steps).
+    ft_epochs = round(args.finetune_fraction * epochs, 3)
     archs = spanning_archs(space, args.archs, args.seed)
     previous = read_json(out) if out.exists() else {}
     same_run = (previous.get("supernet") == str(sn_dir) and previous.get("scratch_epochs") == epochs
