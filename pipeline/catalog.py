@@ -143,7 +143,8 @@ def _markdown_extras(data: dict) -> str:
 def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: str | os.PathLike, *,
                   latency_ms=None, seed: int = 0, num_samples: int = 300,
                   max_candidates: int = 5, scratch_count: int = 2, log=print, progress: bool = False,
-                  patches: str = "off", objective: str = "accuracy", tolerance: float | None = None) -> dict:
+                  patches: str = "off", objective: str = "accuracy", tolerance: float | None = None,
+                  finetune_epochs: int = 0) -> dict:
     """Catalog over `boards` x latency budgets (`latency_ms`: None, a number or a list; see
     pipeline.search.catalog), plus energy per inference and the compute account, as json/md/html."""
     from .report.html import catalog_html
@@ -159,7 +160,8 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
         search_kwargs.update(objective=objective, tolerance=tolerance)
     data = catalog(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
                    max_candidates=max_candidates, log=log,
-                   search_kwargs=search_kwargs or None)
+                   search_kwargs=search_kwargs or None,
+                   export_kwargs={"finetune_epochs": finetune_epochs} if finetune_epochs else None)
     data["predictor_seconds"] = round(predictor_s, 2)
     _energy_per_inference(data, boards)
     scratch_path = out_dir / "scratch_trainings.json"

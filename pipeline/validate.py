@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from . import artifacts
 from .errors import UsageError
 
 # dest -> (kind, low, high, low inclusive?): kind "int" or "float"; None = unbounded
@@ -29,6 +30,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "generations": ("int", 1, 100_000, True),
     "max_candidates": ("int", 1, 1000, True),
     "scratch": ("int", 0, 1000, True),
+    "finetune_epochs": ("int", 0, 10_000, True),
     "runs": ("int", 1, 10_000, True),
     "calib": ("int", 1, 1_000_000, True),
     "max_drop": ("float", 0.0, 100.0, True),
@@ -171,6 +173,6 @@ def _check_resume(out: Path) -> None:
     from .train.loop import CHECKPOINT
 
     sn = out / "supernet"
-    if not (sn / "checkpoints" / CHECKPOINT).is_file() and not (sn / "summary.json").is_file():
+    if not (sn / "checkpoints" / CHECKPOINT).is_file() and not artifacts.exists("train summary", sn):
         raise UsageError(f"--resume: {out} holds no interrupted training run to continue",
                          hint="drop --resume to start a new run there, or pass the --out of the interrupted run")

@@ -23,7 +23,7 @@ TEXT_VALUES = ["", "\x1b[2J\x1b[31m", "a\nb\rc", "x" * 5000, "../../../../etc/pa
                "\u202e\u0000", "npz:/dev/zero"]
 PATH_OPTS = {"--out", "--model", "--supernet", "--report", "--labels", "--schedule", "--space", "--calibration",
              "--run", "--tflm-dir"}
-ZERO_OK = {"--seed", "--sim-seed", "--retries", "--scratch"}  # options where 0 is a valid value
+ZERO_OK = {"--seed", "--sim-seed", "--retries", "--scratch", "--finetune-epochs"}  # options where 0 is a valid value
 
 
 def _documented_codes() -> set[int]:

@@ -153,7 +153,50 @@ def test_too_few_samples_per_class(tmp_path):
 def test_unknown_spec_and_builtin():
     with pytest.raises(DataError, match="cannot tell"):
         load_dataset("/no/such/thing")
-    with pytest.raises(DataError, match="unknown built-in dataset 'cifar'"):
+    with pytest.raises(DataError, match="unknown built-in dataset 'cifar'") as e:
         load_dataset("builtin:cifar")
+    assert "builtin:shapes" in e.value.hint and "builtin:digits" in e.value.hint
     with pytest.raises(DataError, match="not found"):
         load_dataset("npz:/no/such.npz")
+
+
+# -- builtin:shapes -------------------------------------------------------------------------------
+def test_shapes_are_deterministic_balanced_rgb_and_seed_dependent():
+    from pipeline.data.shapes import CLASSES, SIZE, generate_shapes
+
+    x, y = generate_shapes(per_class=3, seed=5)
+    assert x.shape == (30, SIZE, SIZE, 3) and x.dtype == np.uint8 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [3] * len(CLASSES) == [3] * 10
+    x2, y2 = generate_shapes(per_class=3, seed=5)
+    assert x.tobytes() == x2.tobytes() and y.tobytes() == y2.tobytes()       # same seed, same bytes
+    x3, _ = generate_shapes(per_class=3, seed=6)
+    assert not np.array_equal(x, x3)
+    # Image i depends only on (seed, i): a larger set starts with the same images.
+    x4, _ = generate_shapes(per_class=4, seed=5)
+    assert np.array_equal(x4[:30], x)
+    # Colour images with texture and noise, not flat binary masks; no two images equal.
+    assert not np.array_equal(x[..., 0], x[..., 1])
+    assert all(len(np.unique(im)) > 50 for im in x)
+    assert len({im.tobytes() for im in x}) == len(x)
+
+
+def test_shapes_builtin_is_cached_and_registered(tmp_path, monkeypatch):
+    from pipeline.data import shapes
+
+    monkeypatch.setenv("OFA_MCU_CACHE", str(tmp_path))
+    x, y, names = shapes.shapes_source(seed=1, per_class=2)
+    files = list((tmp_path / "shapes").glob("shapes-*.npz"))
+    assert len(files) == 1 and names == list(shapes.CLASSES)
+    stamp = files[0].stat().st_mtime_ns
+    x2, y2, _ = shapes.shapes_source(seed=1, per_class=2)            # from the cache, same arrays
+    assert files[0].stat().st_mtime_ns == stamp and np.array_equal(x, x2) and np.array_equal(y, y2)
+    files[0].write_bytes(b"damaged")                                  # a damaged cache is regenerated
+    x3, _, _ = shapes.shapes_source(seed=1, per_class=2)
+    assert np.array_equal(x, x3)
+    # load_dataset("builtin:shapes") reads the same source (here: a small one, to stay fast)
+    monkeypatch.setattr(shapes, "PER_CLASS", 10)
+    monkeypatch.setattr(shapes.shapes_source, "__defaults__", (shapes.GENERATION_SEED, 10))
+    d = load_dataset("builtin:shapes")
+    assert d.x.shape == (100, 32, 32, 3) and d.channels == 3 and d.num_classes == 10
+    assert d.class_names[:3] == ["circle", "square", "triangle"]
+    assert {s: len(d.split(s)) for s in SPLITS} == {"train": 60, "holdout": 10, "calibration": 10, "test": 20}

@@ -206,3 +206,152 @@ def test_divergence_stops_with_a_named_error(tmp_path):
     with pytest.raises(ConfigError, match="diverged.*'largest'") as e:
         train_supernet(config(tmp_path / "run", schedule=sched))
     assert "lr" in e.value.hint
+
+
+# -- the budget recipe ----------------------------------------------------------------------------
+def test_budget_to_phase_epochs_arithmetic():
+    from pipeline.train.schedule import BUDGET_PHASES, phase_epochs
+
+    shares = [s for _, s, *_ in BUDGET_PHASES]
+    assert sum(shares) == pytest.approx(1.0)
+    assert max(shares) == shares[0] and 0.4 <= shares[0] <= 0.5      # the full network gets the largest share
+    assert phase_epochs(30) == [14, 3, 3, 4, 6]
+    assert phase_epochs(100) == [45, 10, 10, 15, 20]
+    assert phase_epochs(5) == [1, 1, 1, 1, 1]
+    for total in range(5, 400):
+        parts = phase_epochs(total)
+        assert sum(parts) == total and min(parts) >= 1, total
+        assert all(abs(p - s * total) <= 1.0 + 1e-9 for p, s in zip(parts, shares)) or total < 20, total
+    for bad in (4, 0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="cannot hold the 5 training phases"):
+            phase_epochs(bad)
+
+
+def test_budget_parsing_and_schedule_structure(tiny_space):
+    from pipeline.errors import UsageError
+    from pipeline.train.loop import parse_budget, resolve_schedule
+    from pipeline.train.schedule import budget_schedule
+
+    assert parse_budget("40") == ("epochs", 40) and parse_budget(" 30m ") == ("minutes", 30.0)
+    assert parse_budget("2.5M") == ("minutes", 2.5)
+    for bad in ("", "abc", "4", "0", "-1m", "nanm", "infm", "30s", "1e3"):
+        with pytest.raises(UsageError, match="is not a training budget"):
+            parse_budget(bad)
+    s = budget_schedule(tiny_space, 20)
+    assert [p.name for p in s.phases] == ["largest", "kernel", "depth", "expand", "width"]
+    assert s.total_epochs == 20 and s.phases[0].epochs == 9
+    elastic = [set(p.elastic) for p in s.phases]
+    assert elastic[0] == {"resolutions"} and all(a < b for a, b in zip(elastic, elastic[1:]))
+    assert elastic[-1] == {"resolutions", "kernel_sizes", "depths", "expand_ratios", "width_mults"}
+    assert s.phases[0].kd_weight == 0 and all(p.kd_weight > 0 for p in s.phases[1:])
+    assert [p.kd_teacher for p in s.phases[1:]] == ["fixed", "fixed", "fixed", "inplace"]
+    assert [p.sandwich for p in s.phases] == [False, False, False, True, True]
+    assert resolve_schedule(None, tiny_space) == default_schedule(tiny_space) == budget_schedule(tiny_space, 30)
+    with pytest.raises(UsageError, match="--budget and --schedule"):
+        resolve_schedule(s, tiny_space, 20)
+
+
+def test_distillation_terms():
+    """Soft cross-entropy pulls towards the teacher (zero gradient at the teacher's logits); in-place
+    distillation makes the step's first (largest) subnet the teacher of the others."""
+    from pipeline.train.recipe import StepLoss, soft_cross_entropy
+
+    t = torch.tensor([[2.0, -1.0, 0.5]])
+    same = t.clone().requires_grad_(True)
+    soft_cross_entropy(same, t, 2.0).backward()
+    assert float(same.grad.abs().max()) < 1e-6
+    other = torch.zeros(1, 3, requires_grad=True)
+    soft_cross_entropy(other, t, 2.0).backward()
+    assert other.grad[0, 0] < 0 < other.grad[0, 1]           # raises the teacher's top class
+    space = make_tiny_space()
+    sn = build_supernet(space, seed=0).train()
+    x = torch.rand(8, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(8) % 10
+    big, small = space.largest(), space.smallest()
+    big, small = [type(big)(16, a.widths, a.kernels, a.expands) for a in (big, small)]
+    loss_fn = StepLoss(sn, 0.0, 1.0)
+    with torch.no_grad():
+        inplace, _ = loss_fn([(x, y, None)], [big, small], 1.0, 1.0, inplace_kd=True)
+        sn.set_active(big)
+        lb = sn(x)
+        sn.set_active(small)
+        ls = sn(x)
+        import torch.nn.functional as F
+        want = F.cross_entropy(lb, y) + F.cross_entropy(ls, y) + soft_cross_entropy(ls, lb, 1.0)
+        plain, _ = loss_fn([(x, y, None)], [big, small], 1.0, 1.0, inplace_kd=False)
+    assert float(inplace) == pytest.approx(float(want), rel=1e-5)
+    assert float(plain) == pytest.approx(float(F.cross_entropy(lb, y) + F.cross_entropy(ls, y)), rel=1e-5)
+
+
+def _digits_small(tmp_path) -> str:
+    """A 300-image slice of the digits (so a whole budget run takes seconds)."""
+    d = load_dataset("builtin:digits")
+    path = tmp_path / "digits300.npz"
+    np.savez(path, x=d.x[:300], y=d.y[:300])
+    return f"npz:{path}"
+
+
+def test_budget_run_goes_through_every_phase_and_resumes(tmp_path):
+    data = _digits_small(tmp_path)
+    cfg = dict(data=data, space=make_tiny_space(), schedule=None, budget="5", batch_size=32)
+    part = config(tmp_path / "b", stop_after_epochs=3, **cfg)
+    train_supernet(part)
+    with pytest.raises(ConfigError, match="'budget'"):   # a resume must keep the budget
+        train_supernet(config(tmp_path / "b", resume=True, **{**cfg, "budget": "6"}))
+    sn = train_supernet(config(tmp_path / "b", resume=True, **cfg))
+    log = [json.loads(x) for x in (sn / "log.jsonl").read_text().splitlines()]
+    assert [r["phase"] for r in log] == ["largest", "kernel", "depth", "expand", "width"]
+    sched = json.loads((sn / "schedule.json").read_text())
+    assert [p["epochs"] for p in sched["phases"]] == [1, 1, 1, 1, 1]
+    assert json.loads((tmp_path / "b/config.json").read_text())["budget"] == "5"
+    for i, name in enumerate(["largest", "kernel", "depth", "expand", "width"]):
+        assert (sn / "checkpoints" / f"phase-{i}-{name}.pt").exists()
+    # the same run without interruption ends with the same weights
+    full = train_supernet(config(tmp_path / "f", **cfg))
+    a, b = weights(full), weights(sn)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_minutes_budget_measures_phases_and_resume_keeps_them(tmp_path, capsys):
+    data = _digits_small(tmp_path)
+    cfg = dict(data=data, space=make_tiny_space(), schedule=None, budget="0.05m", batch_size=32, quiet=False)
+    train_supernet(config(tmp_path / "m", stop_after_epochs=1, **cfg))
+    err = capsys.readouterr().err
+    assert "budget 0.05 min: measured largest" in err and "s/epoch" in err
+    recorded = json.loads((tmp_path / "m/config.json").read_text())
+    lengths = [p["epochs"] for p in recorded["schedule"]["phases"]]
+    assert len(lengths) == 5 and min(lengths) >= 1
+    sn = train_supernet(config(tmp_path / "m", resume=True, **cfg))   # no new measurement on resume
+    assert "measured" not in capsys.readouterr().err
+    assert json.loads((sn / "schedule.json").read_text()) == recorded["schedule"]
+    assert len((sn / "log.jsonl").read_text().splitlines()) == sum(lengths)
+
+
+# -- per-board fine-tune --------------------------------------------------------------------------
+def test_finetune_keeps_or_improves_holdout_and_changes_weights(trained_supernet_dir, tiny_space):
+    from pipeline.export.stage import export_key
+    from pipeline.train.finetune import finetune_subnet
+
+    summary = json.loads((trained_supernet_dir / "summary.json").read_text())
+    ds = load_dataset(summary["data"], seed=summary["data_seed"])
+    sn = load_supernet(trained_supernet_dir)
+    arch = tiny_space.smallest()
+    base, info0 = finetune_subnet(sn, arch, ds, 0)
+    assert info0.epochs == 0 and info0.holdout_acc_after == info0.holdout_acc_before
+    tuned, info = finetune_subnet(sn, arch, ds, 2, schedule=Schedule.load(trained_supernet_dir / "schedule.json"))
+    hold = ds.split("holdout", arch.resolution)
+    assert info.holdout_acc_before == pytest.approx(evaluate(base, hold.x, hold.y))
+    assert info.holdout_acc_after == pytest.approx(evaluate(tuned, hold.x, hold.y))
+    assert info.holdout_acc_after >= info.holdout_acc_before, info
+    a, b = base.state_dict(), tuned.state_dict()
+    changed = [k for k in a if a[k].dtype.is_floating_point and not torch.equal(a[k], b[k])]
+    assert any(k.endswith("conv.weight") for k in changed)
+    # the supernet itself is untouched, and the same call gives the same weights (seeded)
+    again, _ = finetune_subnet(sn, arch, ds, 2, schedule=Schedule.load(trained_supernet_dir / "schedule.json"))
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in b.items())
+    assert torch.equal(load_supernet(trained_supernet_dir).stem.weight, sn.stem.weight)
+    # the export cache key follows the fine-tune setting; 0 keeps the key of an export without it
+    k0 = export_key(trained_supernet_dir, arch)
+    assert export_key(trained_supernet_dir, arch, finetune_epochs=0) == k0
+    assert len({k0, export_key(trained_supernet_dir, arch, finetune_epochs=2),
+                export_key(trained_supernet_dir, arch, finetune_epochs=3)}) == 3

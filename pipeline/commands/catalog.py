@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=300, help="accuracy-predictor samples (default 300; cached)")
     p.add_argument("--max-candidates", type=int, default=5,
                    help="candidates exported per board before giving up (default 5)")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="fine-tune each board's subnet N epochs with distillation from the largest subnet before export; counted in the compute account (default 0)")
     p.add_argument("--scratch", type=int, default=2, metavar="N",
                    help="catalog archs trained from scratch for the compute comparison (default 2; cached)")
 
@@ -76,7 +78,7 @@ def run(args) -> int:
     data = build_catalog(args.supernet, boards, args.out, latency_ms=budgets, seed=args.seed,
                          num_samples=args.samples, max_candidates=args.max_candidates, scratch_count=args.scratch,
                          log=print, progress=True, patches=args.patches,
-                         objective=args.objective, tolerance=args.tolerance)
+                         objective=args.objective, tolerance=args.tolerance, finetune_epochs=args.finetune_epochs)
     out = Path(args.out)
     ok = sum(1 for r in data["boards"] if r.get("fits"))
     pe = data.get("predictor_error") or {}

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                   "else sim")
     p.add_argument("--limit", type=int, help="check only the first N test samples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="fine-tune the chosen subnet N epochs with distillation from the largest subnet before export (default 0)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]", help="patch-based inference as a search dimension: an arch too big for the SRAM is costed "
                         "again with its early stages run on patches (stock TFLite ops, identical outputs); "
@@ -41,6 +43,6 @@ def run(args) -> int:
         board=args.board, run_dir=run_dir, supernet=Path(args.supernet) if args.supernet else None,
         data=args.data, schedule=args.schedule, space=args.space, latency_ms=args.latency_ms,
         sram_kb=args.sram_kb, flash_kb=args.flash_kb, port=args.port, seed=args.seed, check_limit=args.limit,
-        quiet=args.quiet, patches=args.patches))
+        quiet=args.quiet, patches=args.patches, finetune_epochs=args.finetune_epochs))
     print(f"deploy: {report['board']}: {report['arch']}; report {run_dir / 'boards' / report['board'] / 'report.md'}")
     return 0

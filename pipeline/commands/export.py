@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for calibration subsets (default 0)")
     p.add_argument("--opset", type=int, default=13, help="ONNX opset, 13-17 (default 13)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--finetune-epochs", type=int, default=None, metavar="N",
+                   help="fine-tune the subnet N epochs on the training split with distillation from the supernet's largest subnet before exporting (default: the finetune_epochs of a search.json --arch, else 0)")
     p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]",
                    help="patch-based inference: run the stem and first K blocks on R x C patches (stock "
                         "TFLite ops, outputs identical, lower arena); auto picks the grid (default off)")
@@ -37,10 +39,29 @@ def run(args) -> int:
     if args.max_drop < 0:
         raise UsageError(f"--max-drop must be >= 0, got {args.max_drop}")
     torch.set_num_threads(max(1, args.threads))
+    finetune = args.finetune_epochs
+    if finetune is None:
+        finetune = _recorded_finetune(args.arch)
     report = export_subnet(args.supernet, args.arch, args.out, data_spec=args.data, seed=args.seed,
                            max_drop_points=args.max_drop, num_calib=args.calib, opset=args.opset,
-                           patches=args.patches,
+                           patches=args.patches, finetune_epochs=finetune,
                            progress=lambda check, line: print(line, flush=True))
     print(f"wrote {args.out}/model.onnx, model_int8.tflite ({report['model_bytes']} B), export_report.json "
           f"in {report['timings_s']['stage_total']:.1f} s")
+    return 0
+
+
+def _recorded_finetune(arch: str) -> int:
+    """finetune_epochs of a search.json given as --arch (written by `ofa-mcu search --finetune-epochs`)."""
+    from pathlib import Path
+
+    from .._io import read_json
+
+    p = Path(str(arch))
+    if p.suffix == ".json" and p.is_file():
+        try:
+            v = read_json(p).get("finetune_epochs", 0)
+        except Exception:  # not an object: parse_arch names the problem
+            return 0
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
     return 0

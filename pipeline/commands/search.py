@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, metavar="POINTS",
                    help="accuracy points the latency/energy objective may give up against the most accurate "
                         "arch (default 1.0)")
+    p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                   help="fine-tune the chosen subnet N epochs with distillation from the largest subnet when it is exported; recorded in the --out JSON, which `ofa-mcu export --arch` reads (default 0)")
     p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]", help="patch-based inference as a search dimension: an arch too big for the SRAM is costed "
                         "again with its early stages run on patches (stock TFLite ops, identical outputs); "
                         "off, auto or a fixed RxC[@bK] (default off)")
@@ -121,7 +123,10 @@ def run(args) -> int:
         lat += f" of {b.latency_ms:g} ms  (margin {m['latency_ms']:.2f} ms)"
     print(f"latency  {lat}  ({c.macs / 1e6:.2f} M MACs, {res.params['latency_model']} coefficients)")
     print(f"search   {res.evaluated} archs evaluated in {res.seconds:.1f} s; Pareto front {len(res.pareto)} archs")
+    if args.finetune_epochs:
+        print(f"finetune {args.finetune_epochs} epoch(s) with KD from the largest subnet at export "
+              f"(`ofa-mcu export --arch {args.out or 'SEARCH.json'}` reads it)")
     if args.out:
-        write_json(args.out, res.to_dict())
+        write_json(args.out, {**res.to_dict(), "finetune_epochs": args.finetune_epochs})
         print(f"wrote    {args.out}")
     return 0

@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import argparse
 
+from .. import artifacts
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="builtin:digits", help="dataset spec (default: builtin:digits)")
     p.add_argument("--out", required=True, metavar="DIR", help="run directory, e.g. runs/digits")
     p.add_argument("--space", metavar="FILE", help="search space JSON (default: built-in space for the data)")
-    p.add_argument("--schedule", metavar="FILE", help="progressive-shrinking schedule JSON (default: built-in)")
+    p.add_argument("--schedule", metavar="FILE",
+                   help="progressive-shrinking schedule JSON (default: the budget recipe, docs/TRAINING.md)")
+    p.add_argument("--budget", metavar="EPOCHS|Nm",
+                   help="one training budget, in epochs (e.g. 40) or minutes of wall time (e.g. 30m); the phase "
+                        "lengths are fixed shares of it: full network 45%%, kernel 10%%, depth 10%%, expand 15%%, "
+                        "width 20%% (default: 30 epochs; not with --schedule)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per process (default 1: small convs run fastest single-threaded)")
@@ -25,12 +32,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..train import TrainConfig, final_summary_line, train_supernet
+    from ..train.loop import parse_budget
 
-    cfg = TrainConfig(data=args.data, out=args.out, space=args.space, schedule=args.schedule,
+    if args.budget is not None:
+        parse_budget(args.budget)  # a malformed budget fails before any work
+
+    cfg = TrainConfig(data=args.data, out=args.out, space=args.space, schedule=args.schedule, budget=args.budget,
                       seed=args.seed, threads=args.threads, batch_size=args.batch_size,
                       bn_shards=args.bn_shards, resume=args.resume, quiet=args.quiet)
     sn_dir = train_supernet(cfg)
-    if (sn_dir / "summary.json").exists() and _is_main():
+    if artifacts.exists("train summary", sn_dir) and _is_main():
         print(final_summary_line(sn_dir))
     return 0
 

@@ -3,6 +3,8 @@
 A spec string names the source:
   builtin:digits        scikit-learn's bundled 8x8 handwritten digits (1 channel, 10 classes)
   builtin:digits-rgb    the same digits, each tinted with a seeded colour on a seeded background (3 channels)
+  builtin:shapes        a hard 10-class 32x32 RGB set drawn procedurally from a fixed seed (shapes among
+                        distractors on textured backgrounds), generated at first use and cached (shapes.py)
   folder:PATH | PATH/   one subfolder per class holding PNG/JPEG images (grayscale or RGB)
   npz:PATH | PATH.npz   arrays `x` (N,H,W[,C], uint8 or float in [0,1]) and `y` (N,) class ids 0..K-1
   audio:PATH            one subfolder per keyword of 16 kHz mono WAV files -> uint8 49x40x1 spectrograms

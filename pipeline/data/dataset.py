@@ -12,6 +12,8 @@ from ..errors import DataError
 SPLITS = ("train", "holdout", "calibration", "test")
 DEFAULT_FRACTIONS = {"train": 0.6, "holdout": 0.1, "calibration": 0.1, "test": 0.2}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+BUILTIN_IMAGES = ("digits", "digits-rgb", "shapes")
+BUILTINS = BUILTIN_IMAGES + ("keywords", "keywords-small")  # every builtin:NAME (keywords: keywords.py)
 
 
 @dataclass(frozen=True)
@@ -249,10 +251,14 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         from .keywords import audio_source
         x, y, names, name, features = audio_source(kind, rest, seed)
     elif kind == "builtin":
-        if rest not in ("digits", "digits-rgb"):
+        if rest not in BUILTIN_IMAGES:
             raise DataError(f"unknown built-in dataset '{rest}'",
-                            hint="built-in datasets: builtin:digits, builtin:digits-rgb")
-        x, y, names = _builtin_digits(rest == "digits-rgb", seed)
+                            hint="built-in datasets: " + ", ".join(f"builtin:{k}" for k in BUILTINS))
+        if rest == "shapes":
+            from .shapes import shapes_source
+            x, y, names = shapes_source()
+        else:
+            x, y, names = _builtin_digits(rest == "digits-rgb", seed)
         name = rest
     elif kind == "npz" or (not rest and spec.endswith(".npz")):
         path = Path(rest if kind == "npz" else spec).expanduser()
@@ -264,7 +270,7 @@ def load_dataset(spec: str, *, seed: int = 0, fractions: dict[str, float] | None
         name = path.name
     else:
         raise DataError(f"cannot tell what dataset '{spec}' is",
-                        hint="use builtin:digits, builtin:keywords, folder:PATH (one subfolder per class), "
+                        hint="use builtin:digits, builtin:shapes, builtin:keywords, folder:PATH (one subfolder per class), "
                              "audio:PATH (one subfolder of 16 kHz WAV files per keyword) or npz:PATH")
     if len(y) == 0:
         raise DataError(f"{spec}: the dataset is empty")

@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .._io import read_json, sha256_file, write_json
+from .. import artifacts
+from .._io import read_json, sha256_file
 from ..errors import ArtifactError, ConfigError, UsageError
 from .arena import measure_arena
 from .convert import export_int8
 from .compare import crosscheck
 
-REPORT_NAME = "export_report.json"
+REPORT_NAME = artifacts.path("export report", ".").name
 EXPORT_DEFAULTS = {"data_spec": None, "seed": 0, "max_drop_points": 2.0, "num_calib": 200, "opset": 13,
                    "patches": "off"}
+# Settings keyed only when not at their default, so keys of earlier exports stay valid.
+EXPORT_OPTIONAL = {"finetune_epochs": 0}
 
 
 def export_key(supernet_dir: str | os.PathLike, arch, **settings) -> str:
@@ -35,7 +38,8 @@ def export_key(supernet_dir: str | os.PathLike, arch, **settings) -> str:
     d = Path(supernet_dir)
     key = {"weights_sha256": sha256_file(d / "weights.pt") if (d / "weights.pt").is_file() else None,
            "space_sha256": sha256_file(d / "space.json") if (d / "space.json").is_file() else None,
-           "arch": str(arch), **{k: settings.get(k, v) for k, v in EXPORT_DEFAULTS.items()}}
+           "arch": str(arch), **{k: settings.get(k, v) for k, v in EXPORT_DEFAULTS.items()},
+           **{k: settings[k] for k, v in EXPORT_OPTIONAL.items() if settings.get(k, v) != v}}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -64,26 +68,27 @@ def parse_arch(text_or_arch, space=None):
 
 
 def _dataset_spec(supernet_dir: Path, data_spec: str | None) -> tuple[str, int, str | None]:
-    summary_path = supernet_dir / "summary.json"
-    summary = read_json(summary_path) if summary_path.exists() else {}
+    summary = artifacts.read("train summary", supernet_dir) if artifacts.exists("train summary", supernet_dir) else {}
     if data_spec is None:
         data_spec = summary.get("data")
         if not data_spec:
-            raise UsageError(f"{summary_path} records no dataset, so the export does not know its data",
+            raise UsageError(f"{artifacts.path('train summary', supernet_dir)} records no dataset, so the export does not know its data",
                              hint="pass --data SPEC (the dataset the supernet was trained on)")
     return str(data_spec), int(summary.get("data_seed", 0)), summary.get("fingerprint")
 
 
 def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathLike, *,
                   data_spec: str | None = None, seed: int = 0, max_drop_points: float = 2.0,
-                  num_calib: int = 200, opset: int = 13, patches: str = "off",
+                  num_calib: int = 200, opset: int = 13, patches: str = "off", finetune_epochs: int = 0,
                   progress: Callable[[str, str], None] | None = None) -> dict:
     """Run the export stage; return the report dict (also written to out_dir/export_report.json).
 
     progress(check, line) is called once per finished check (onnx, ops, crosscheck, arena).
     patches: "off", "auto", "RxC" or "RxC@bK" (see `pipeline.supernet.patches`): model_int8.tflite is
     then the patched model, proven output-identical to the unpatched one (kept as
-    model_int8.unpatched.tflite) on the whole test split."""
+    model_int8.unpatched.tflite) on the whole test split.
+    finetune_epochs: fine-tune the subnet that many epochs with KD from the largest subnet before
+    exporting (`pipeline.train.finetune`); 0 exports the supernet's weights as they are."""
     import torch
 
     from ..data import load_dataset
@@ -105,7 +110,19 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
         raise ConfigError(f"dataset {spec} has {ds.channels} channel(s) but the supernet expects "
                           f"{supernet.space.in_channels}", hint="pass the dataset the supernet was trained on")
 
-    model = calibrated_subnet(supernet, arch, ds, seed=seed)
+    finetune = None
+    if finetune_epochs:
+        from ..train.finetune import finetune_subnet
+        from ..train.schedule import Schedule
+
+        sched_path = supernet_dir / "schedule.json"
+        schedule = Schedule.load(sched_path) if sched_path.exists() else None
+        model, finetune = finetune_subnet(supernet, arch, ds, int(finetune_epochs), schedule=schedule, seed=seed)
+        say("finetune", f"fine-tune: {finetune.epochs} epoch(s) with KD from the largest subnet, holdout "
+                        f"{100 * finetune.holdout_acc_before:.2f}% -> {100 * finetune.holdout_acc_after:.2f}% "
+                        f"({finetune.seconds:.1f} s)")
+    else:
+        model = calibrated_subnet(supernet, arch, ds, seed=seed)
     calib = ds.split("calibration", arch.resolution)
     test = ds.split("test", arch.resolution)
 
@@ -148,12 +165,14 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
         patched.arena_bytes = arena.min_arena_bytes
         say("patches", f"patches: arena {patched.unpatched_arena_bytes} -> {arena.min_arena_bytes} B "
                        f"({arena.min_arena_bytes / patched.unpatched_arena_bytes:.2f}x)")
-    timings = dict(res.timings_s, arena=t_arena, crosscheck=t_cc, stage_total=time.perf_counter() - t0)
+    timings = dict(res.timings_s, arena=t_arena, crosscheck=t_cc, stage_total=time.perf_counter() - t0,
+                   **({"finetune": finetune.seconds} if finetune else {}))
     report = {
         "passed": cc.passed,
         "cache_key": export_key(supernet_dir, arch, data_spec=data_spec, seed=seed,
                                 max_drop_points=max_drop_points, num_calib=num_calib, opset=opset,
-                                patches=str(patches)),
+                                patches=str(patches), finetune_epochs=int(finetune_epochs)),
+        "finetune": finetune.to_dict() if finetune else {"epochs": 0},
         "arch": arch.to_dict(),
         "data": {"spec": spec, "seed": data_seed, "fingerprint": ds.fingerprint(),
                  "trained_on_fingerprint": trained_fp, "calibration_split": len(calib),
@@ -175,7 +194,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
         "tool_versions": res.tool_versions,
         "torch_threads": torch.get_num_threads(),
     }
-    write_json(out_dir / REPORT_NAME, report)
+    artifacts.write("export report", out_dir, report)
     cc.raise_if_failed()
     return report
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
 from .evaluate import calibrated_subnet, evaluate, to_input
 from .recipe import StepLoss, epoch_generators, lr_at, make_optimizer, shift_images, skip_unused
-from .schedule import Schedule, default_schedule
+from .schedule import BUDGET_PHASES, Schedule, budget_schedule, default_schedule, phase_epochs
 
 CHECKPOINT = "last.pt"
 
@@ -45,7 +46,8 @@ class TrainConfig:
     data: str = "builtin:digits"
     out: str | Path = "runs/digits"          # the run directory; the supernet goes to out/supernet
     space: SearchSpace | str | Path | None = None      # None: the default space for the data
-    schedule: Schedule | str | Path | None = None      # None: default_schedule(space)
+    schedule: Schedule | str | Path | None = None      # None: budget_schedule(space, budget)
+    budget: str | int | None = None          # "EPOCHS" or "Nm" minutes (phase lengths: BUDGET_PHASES)
     seed: int = 0
     threads: int = 1
     batch_size: int = 64                     # global batch, over all ranks
@@ -59,6 +61,7 @@ class TrainConfig:
 
     def describe(self, space: SearchSpace, schedule: Schedule, bn_shards: int, world: int) -> dict:
         return {"data": self.data, "data_seed": self.data_seed, "seed": self.seed,
+                **({"budget": str(self.budget)} if self.budget is not None else {}),
                 "batch_size": self.batch_size, "bn_shards": bn_shards, "world_size": world,
                 "threads": self.threads, "eval_images": self.eval_images,
                 "space": space.to_dict(), "schedule": schedule.to_dict()}
@@ -85,14 +88,87 @@ def resolve_space(spec, ds: Dataset) -> SearchSpace:
     return space
 
 
-def resolve_schedule(spec, space: SearchSpace) -> Schedule:
+def parse_budget(text) -> tuple[str, float]:
+    """`--budget`: "40" (epochs) -> ("epochs", 40); "30m" (minutes of wall time) -> ("minutes", 30.0)."""
+    t = str(text).strip().lower()
+    try:
+        if t.endswith("m"):
+            v = float(t[:-1])
+            if math.isfinite(v) and v > 0:
+                return "minutes", v
+        else:
+            v = int(t)
+            if v >= len(BUDGET_PHASES):
+                return "epochs", v
+    except ValueError:
+        pass
+    raise UsageError(f"--budget {text!r} is not a training budget",
+                     hint=f"give a whole number of epochs >= {len(BUDGET_PHASES)} (e.g. 40) or minutes "
+                          "with an m (e.g. 30m)")
+
+
+def resolve_schedule(spec, space: SearchSpace, budget=None) -> Schedule:
+    """The schedule file or object; else the budget recipe (`budget` in epochs; None: the default)."""
+    if spec is not None and budget is not None:
+        raise UsageError("--budget and --schedule both given",
+                         hint="a schedule file sets every phase length itself; pass one or the other")
     if spec is None:
-        schedule = default_schedule(space)
+        schedule = budget_schedule(space, None if budget is None else int(budget))
     elif isinstance(spec, Schedule):
         schedule = spec
     else:
         schedule = Schedule.load(spec)
     return schedule.validate(space)
+
+
+def minutes_schedule(space: SearchSpace, minutes: float, seconds_per_epoch: list[float]) -> Schedule:
+    """The budget recipe whose phases take their shares of `minutes` of wall time, given each phase's
+    measured seconds per epoch (at least one epoch per phase)."""
+    lengths = [max(1, int(share * minutes * 60.0 / max(sec, 1e-9)))
+               for (_, share, *_), sec in zip(BUDGET_PHASES, seconds_per_epoch)]
+    return budget_schedule(space, phase_lengths=lengths)
+
+
+def _probe_epoch_seconds(space: SearchSpace, xs: dict, ys: torch.Tensor, cfg: "TrainConfig", steps: int,
+                         monitor) -> list[float]:
+    """Seconds one epoch of each budget phase takes here: a few timed steps of each on a throwaway
+    copy of the supernet (the real run's weights and generators are untouched), plus one evaluation."""
+    probe = budget_schedule(space, phase_lengths=[1] * len(BUDGET_PHASES))
+    supernet = build_supernet(space, seed=cfg.seed).train()
+    teacher = _make_teacher(supernet)
+    loss_fn = StepLoss(supernet, probe.label_smoothing, probe.kd_temperature)
+    opt = make_optimizer(supernet, probe, 0.01)
+    np_rng, gen = epoch_generators(cfg.seed, 10_000, 0)
+    eval_s = 0.0
+    if monitor is not None:
+        t = time.perf_counter()
+        monitor(supernet)
+        supernet.train()
+        eval_s = time.perf_counter() - t
+    out = []
+    for phase in probe.phases:
+        allowed = phase.allowed(space)
+        times = []
+        for k in range(3):  # the first step warms caches up; the other two are timed
+            t = time.perf_counter()
+            res = int(allowed["resolutions"][np_rng.integers(len(allowed["resolutions"]))])
+            archs = [space.sample(np_rng, **{**allowed, "resolutions": (res,)}) for _ in range(phase.subnets_per_step)]
+            if phase.sandwich:
+                archs[:2] = [phase.extreme(space, res, max), phase.extreme(space, res, min)]
+            idx = torch.randint(0, len(ys), (cfg.batch_size,), generator=gen)
+            x, y = xs[res][idx], ys[idx]
+            tl = None
+            if phase.kd_weight > 0 and phase.kd_teacher == "fixed":
+                with torch.no_grad():
+                    tl = teacher(x)
+            opt.zero_grad(set_to_none=True)
+            loss, _ = loss_fn([(x, y, tl)], archs, phase.kd_weight, 1.0, phase.kd_teacher == "inplace")
+            loss.backward()
+            opt.step()
+            if k:
+                times.append(time.perf_counter() - t)
+        out.append(float(np.mean(times)) * steps + eval_s)
+    return out
 
 
 def _make_teacher(supernet: OFASupernet) -> OFASupernet:
@@ -133,7 +209,7 @@ class _Monitor:
 
 
 def _check_resume_config(recorded: dict, now: dict, path: Path) -> None:
-    for key in ("data", "data_seed", "seed", "batch_size", "bn_shards", "space", "schedule"):
+    for key in ("data", "data_seed", "seed", "budget", "batch_size", "bn_shards", "space", "schedule"):
         if recorded.get(key) != now.get(key):
             raise ConfigError(f"--resume: field '{key}' differs from the interrupted run ({path})",
                               hint="resume with the same options, or train into a new --out")
@@ -166,7 +242,12 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     t_start = time.perf_counter()
     ds = load_dataset(cfg.data, seed=cfg.data_seed)
     space = resolve_space(cfg.space, ds)
-    schedule = resolve_schedule(cfg.schedule, space)
+    budget = parse_budget(cfg.budget) if cfg.budget is not None else None
+    by_minutes = budget is not None and budget[0] == "minutes"
+    schedule = None if by_minutes else resolve_schedule(cfg.schedule, space,
+                                                         None if budget is None else budget[1])
+    if by_minutes and cfg.schedule is not None:
+        resolve_schedule(cfg.schedule, space, budget)  # the same "both given" error as for epochs
     shards = cfg.bn_shards or info.world_size
     if shards % info.world_size:
         raise ConfigError(f"bn_shards = {shards} is not a multiple of the {info.world_size} ranks",
@@ -182,12 +263,37 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     run_dir = Path(cfg.out)
     sn_dir = run_dir / "supernet"
     ckpt_path = sn_dir / "checkpoints" / CHECKPOINT
+    if ckpt_path.exists() and not cfg.resume:
+        raise UsageError(f"{run_dir} already holds a training run",
+                         hint="pass --resume to continue it, or choose another --out")
+    xs = {r: to_input(ds.split("train", r).x) for r in space.resolutions}
+    ys = torch.from_numpy(train.y)
+    monitor = _Monitor(ds, space, min(cfg.eval_images, 200), cfg.seed) if info.is_main and cfg.epoch_eval else None
+    if by_minutes:
+        recorded = read_json(run_dir / "config.json") if (ckpt_path.exists() and
+                                                          (run_dir / "config.json").exists()) else {}
+        if recorded.get("budget") == str(cfg.budget) and recorded.get("schedule"):
+            # Resume keeps the phase lengths derived when the run started (they depend on this
+            # machine's speed then), so the continued run is the same schedule.
+            schedule = Schedule.from_dict(recorded["schedule"]).validate(space)
+        else:
+            t_probe = time.perf_counter()
+            secs = _probe_epoch_seconds(space, xs, ys, cfg, steps, monitor)
+            left = budget[1] - (time.perf_counter() - t_probe) / 60.0
+            schedule = minutes_schedule(space, max(left, 0.0), secs)
+            if not cfg.quiet and info.is_main:
+                print(f"budget {budget[1]:g} min: measured " + ", ".join(
+                    f"{p.name} {s:.1f} s/epoch" for p, s in zip(schedule.phases, secs)) +
+                    " -> epochs " + ", ".join(f"{p.name} {p.epochs}" for p in schedule.phases),
+                    file=sys.stderr, flush=True)
+            if info.enabled:  # every rank must run the same schedule: rank 0's measurement decides
+                import torch.distributed as dist
+                lengths = torch.tensor([p.epochs for p in schedule.phases])
+                dist.broadcast(lengths, 0)
+                schedule = budget_schedule(space, phase_lengths=[int(v) for v in lengths])
     described = cfg.describe(space, schedule, shards, info.world_size)
     ckpt = None
     if ckpt_path.exists():
-        if not cfg.resume:
-            raise UsageError(f"{run_dir} already holds a training run",
-                             hint="pass --resume to continue it, or choose another --out")
         _check_resume_config(read_json(run_dir / "config.json"), described, run_dir / "config.json")
         ckpt = load_state(ckpt_path)
     if info.is_main:
@@ -211,15 +317,12 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
         (sn_dir / "log.jsonl").unlink()
     supernet.train()
 
-    xs = {r: to_input(ds.split("train", r).x) for r in space.resolutions}
-    ys = torch.from_numpy(train.y)
     step_loss = StepLoss(supernet, schedule.label_smoothing, schedule.kd_temperature)
     model: nn.Module = step_loss
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
         # Every rank samples the same subnets, so the unused parameters agree across ranks.
         model = DDP(step_loss, find_unused_parameters=True, broadcast_buffers=False)
-    monitor = _Monitor(ds, space, min(cfg.eval_images, 200), cfg.seed) if info.is_main and cfg.epoch_eval else None
     show_bar = info.is_main and not cfg.quiet and sys.stderr.isatty()
     from tqdm import tqdm
 

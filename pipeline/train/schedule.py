@@ -176,23 +176,63 @@ def _phase_from_dict(d: dict, i: int) -> Phase:
     return Phase(**d)
 
 
-def default_schedule(space: SearchSpace, *, scale: float = 1.0) -> Schedule:
-    """Progressive shrinking for the built-in data: the largest net (every resolution), then elastic
-    kernel, depth, and expand + width, distilling from the largest net. `scale` multiplies epochs.
+#: The OFA recipe as shares of one budget, in phase order: (name, share, lr, elastic dims added,
+#: subnets per step, distillation teacher). Reasons in docs/TRAINING.md. The shares sum to 1.
+BUDGET_PHASES = (
+    # The full network first, at every resolution, to convergence within its share: every later phase
+    # distils from it, so a weak teacher caps every subnet (issue 11: 10 of 30 epochs left it at 37%).
+    ("largest", 0.45, 0.1, ("resolutions",), 1, None),
+    # Elastic kernel: one subnet per step, KD from the frozen full network (OFA).
+    ("kernel", 0.10, 0.03, ("kernel_sizes",), 1, "fixed"),
+    # Elastic depth: two subnets per step, same teacher.
+    ("depth", 0.10, 0.02, ("depths",), 2, "fixed"),
+    # Elastic expand ratio: sandwich rule (largest + smallest + sampled), KD from the full network.
+    ("expand", 0.15, 0.03, ("expand_ratios",), 4, "fixed"),
+    # Elastic width last: everything elastic, sandwich rule with in-place distillation (BigNAS): the
+    # step's own largest subnet teaches, so the teacher follows the shared weights as they move.
+    ("width", 0.20, 0.03, ("width_mults",), 4, "inplace"),
+)
+#: The default budget in epochs (`ofa-mcu train` without --budget or --schedule).
+DEFAULT_BUDGET_EPOCHS = 30
 
-    Tuned on builtin:digits (see benchmarks/README.md): one long expand + width phase with the
-    sandwich rule and in-place distillation from the step's largest subnet (BigNAS) beat OFA's
-    two-step depth and expand phases with a frozen teacher; kernel and depth keep OFA's teacher."""
-    def ep(n: int) -> int:
-        return max(1, round(n * scale))
-    res = {"resolutions": "all"}
-    ks = {**res, "kernel_sizes": "all"}
-    dp = {**ks, "depths": "all"}
-    ew = {**dp, "expand_ratios": "all", "width_mults": "all"}
-    return Schedule(phases=(
-        Phase("largest", ep(10), 0.1, res),
-        Phase("kernel", ep(2), 0.03, ks, subnets_per_step=1, kd_weight=1.0),
-        Phase("depth", ep(2), 0.02, dp, subnets_per_step=2, kd_weight=1.0),
-        Phase("expand", ep(16), 0.05, ew, subnets_per_step=5, kd_weight=1.0, sandwich=True,
-              kd_teacher="inplace"),
-    ))
+
+def phase_epochs(total: int, shares=None) -> list[int]:
+    """Split `total` epochs over the phases by their shares (largest remainder, ties to the earlier
+    phase); a phase rounded to 0 gets 1 epoch, taken from the longest. The parts add up to `total`."""
+    shares = [s for _, s, *_ in BUDGET_PHASES] if shares is None else list(shares)
+    n = len(shares)
+    if isinstance(total, bool) or not isinstance(total, int) or total < n:
+        raise ConfigError(f"a budget of {total!r} epochs cannot hold the {n} training phases",
+                          hint=f"give --budget {n} or more epochs")
+    raw = [s * total / sum(shares) for s in shares]
+    counts = [int(math.floor(r)) for r in raw]
+    for i in sorted(range(n), key=lambda i: (-(raw[i] - counts[i]), i))[: total - sum(counts)]:
+        counts[i] += 1
+    for i in range(n):
+        if counts[i] == 0:
+            counts[max(range(n), key=lambda j: (counts[j], -j))] -= 1
+            counts[i] = 1
+    return counts
+
+
+def budget_schedule(space: SearchSpace, epochs: int | None = None, *,
+                    phase_lengths: list[int] | None = None) -> Schedule:
+    """The OFA recipe with phase lengths taken from one budget of `epochs` (BUDGET_PHASES shares), or
+    explicit `phase_lengths` (one per phase; used by the minutes budget)."""
+    lengths = phase_lengths if phase_lengths is not None else phase_epochs(
+        DEFAULT_BUDGET_EPOCHS if epochs is None else epochs)
+    if len(lengths) != len(BUDGET_PHASES):
+        raise ConfigError(f"{len(lengths)} phase lengths for {len(BUDGET_PHASES)} phases")
+    phases, elastic = [], {}
+    for (name, _share, lr, dims, k, teacher), n in zip(BUDGET_PHASES, lengths):
+        elastic = {**elastic, **{d: "all" for d in dims}}
+        kw = {}
+        if teacher is not None:
+            kw = {"kd_weight": 1.0, "kd_teacher": teacher, "sandwich": k >= 2 and name != "depth"}
+        phases.append(Phase(name, int(n), lr, dict(elastic), subnets_per_step=k, **kw))
+    return Schedule(phases=tuple(phases))
+
+
+def default_schedule(space: SearchSpace, *, scale: float = 1.0) -> Schedule:
+    """The default: `budget_schedule` over DEFAULT_BUDGET_EPOCHS epochs (times `scale`)."""
+    return budget_schedule(space, max(len(BUDGET_PHASES), round(DEFAULT_BUDGET_EPOCHS * scale)))
