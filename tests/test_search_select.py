@@ -266,3 +266,22 @@ def test_cli_search_progress_and_objective(trained_supernet_dir, tmp_path, capsy
     rc = main(["search", "--supernet", str(run / "supernet"), "--board", "nucleo-f412zg", "--samples", "6",
                "--tolerance", "1", "--quiet"])
     assert rc == 2 and "--tolerance needs --objective" in capsys.readouterr().err
+
+
+def test_no_latency_budget_accuracy_does_not_fall_as_sram_grows():
+    """96 px default space, no latency budget, a real MLP fitted to log MACs: the best predicted accuracy
+    per board never falls as usable SRAM grows (boards with the same or more flash), and the board with
+    768 KiB gets a larger arch, using SRAM the 232 KiB board does not have."""
+    space = default_space((96, 96), 3, 10)
+    archs = sample_archs(space, 150, seed=5)
+    y = np.array([np.log(macs(space, a)) for a in archs])
+    pred = AccuracyPredictor(space, hidden=64, seed=0).fit(archs, 0.5 + 0.4 * (y - y.min()) / np.ptp(y), epochs=150)
+    ids = ["arduino-nano-33-ble-sense", "nucleo-f746zg", "nucleo-h743zi2", "nucleo-u575zi-q"]
+    boards = sorted((load_board(i) for i in ids), key=lambda b: b.usable_sram_bytes)
+    best = [search(space, b, predictor=pred, seed=0, population=40, generations=10, parents=10, n_mutate=20,
+                   n_crossover=20).best for b in boards]
+    fit = [c.fitness for c in best]
+    assert all(b >= a - 0.005 for a, b in zip(fit, fit[1:])), fit
+    assert best[0].sram_bytes <= boards[0].usable_sram_bytes
+    assert macs(space, best[-1].arch) > macs(space, best[0].arch)
+    assert best[-1].sram_bytes > 512 * 1024                        # uses SRAM the small boards do not have
