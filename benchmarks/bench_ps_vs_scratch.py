@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/bench_ps_vs_scratch[_NAME].json)")
     ap.add_argument("--only", choices=["scratch"], help="only the scratch trainings (a second process; see above)")
+    ap.add_argument("--names", help="with --only scratch: only these archs, e.g. smallest,q3 (names as in the table)")
     args = ap.parse_args(argv)
     if args.archs < 2 or args.budget < 5 or not 0 <= args.finetune_fraction <= 1:
         ap.error("--archs >= 2, --budget >= 5 and --finetune-fraction in [0, 1]")
@@ -285,7 +286,10 @@ def scratch_only(spec: str, tag: str, args) -> int:
         schedule = resolve_schedule(None, space, args.budget)
         batch = 64
     epochs = schedule.total_epochs
+    names = None if not args.names else set(args.names.split(","))
     for name, arch in reversed(spanning_archs(space, args.archs, args.seed)):
+        if names is not None and name not in names:
+            continue
         if _scratch_row(run / "scratch", arch, epochs, args.seed) is not None or not _claim(run / "scratch", arch):
             continue
         acc, secs = train_scratch(space, arch, ds, schedule, epochs, batch, args.seed)

@@ -37,7 +37,7 @@ from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
 from .evaluate import calibrated_subnet, evaluate, to_input
 from .recipe import StepLoss, epoch_generators, lr_at, make_optimizer, shift_images, skip_unused
-from .schedule import BUDGET_PHASES, Schedule, budget_schedule, default_schedule, phase_epochs
+from .schedule import BUDGET_PHASES, Schedule, budget_schedule
 
 CHECKPOINT = "last.pt"
 
