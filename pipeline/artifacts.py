@@ -57,7 +57,7 @@ _ARTIFACTS = (
              (("files", list),),
              "firmware folder: the files codegen owns (never touches others), arena, board"),
     Artifact("check report", "check_report.json", "ofa-mcu check", 1,
-             (("samples", int), ("accuracy", dict), ("agreement", dict), ("gate", dict)),
+             (("samples", int), ("agreement", dict), ("gate", dict)),
              "board folder: on-board accuracy vs host int8, agreement, latency, where measured"),
     Artifact("deploy report", "report.json", "ofa-mcu deploy", 1,
              (("board", str), ("arch", str)),
