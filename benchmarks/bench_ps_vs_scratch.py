@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/bench_ps_vs_scratch[_NAME].json)")
     ap.add_argument("--only", choices=["scratch"], help="only the scratch trainings (a second process; see above)")
+    ap.add_argument("--names", help="with --only scratch: only these archs, e.g. smallest,q3 (names as in the table)")
     args = ap.parse_args(argv)
     if args.archs < 2 or args.budget < 5 or not 0 <= args.finetune_fraction <= 1:
         ap.error("--archs >= 2, --budget >= 5 and --finetune-fraction in [0, 1]")
@@ -108,7 +109,8 @@ def main(argv=None) -> int:
     space = supernet.space
     ds = load_dataset(summary["data"], seed=summary["data_seed"])
     epochs = schedule.total_epochs
-    ft_epochs = max(1, int(args.finetune_fraction * epochs)) if args.finetune_fraction > 0 else 0
+    # Fine-tune for that fraction of the supernet's epochs (a fractional epoch runs that share of its steps).
+    ft_epochs = round(args.finetune_fraction * epochs, 3)
     archs = spanning_archs(space, args.archs, args.seed)
     previous = read_json(out) if out.exists() else {}
     same_run = (previous.get("supernet") == str(sn_dir) and previous.get("scratch_epochs") == epochs
@@ -284,7 +286,10 @@ def scratch_only(spec: str, tag: str, args) -> int:
         schedule = resolve_schedule(None, space, args.budget)
         batch = 64
     epochs = schedule.total_epochs
+    names = None if not args.names else set(args.names.split(","))
     for name, arch in reversed(spanning_archs(space, args.archs, args.seed)):
+        if names is not None and name not in names:
+            continue
         if _scratch_row(run / "scratch", arch, epochs, args.seed) is not None or not _claim(run / "scratch", arch):
             continue
         acc, secs = train_scratch(space, arch, ds, schedule, epochs, batch, args.seed)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import _io
+from . import _io, artifacts
 
 # No power meter is readable on this kind of machine (no RAPL in /sys/class/powercap), so CPU energy
 # uses a documented assumption: a server core at full load draws about its share of the package TDP,
@@ -48,7 +48,7 @@ def _energy_per_inference(data: dict, boards: Sequence) -> None:
 
 
 def _compute_account(supernet_dir: Path, data: dict, scratch: list[dict], n_boards: int) -> dict:
-    summary = _io.read_json(supernet_dir / "summary.json")
+    summary = artifacts.read("train summary", supernet_dir)
     procs = int(summary.get("world_size", 1)) * int(summary.get("threads", 1))
     train_s = float(summary["wall_time_s"]) * procs
     search_s = sum(r.get("seconds", 0.0) for r in data["boards"])  # search + export + verify per board
@@ -111,7 +111,7 @@ def _scratch_trainings(supernet_dir: Path, data: dict, count: int, seed: int) ->
         return []
     space = SearchSpace.load(supernet_dir / "space.json")
     schedule = Schedule.load(supernet_dir / "schedule.json")
-    summary = _io.read_json(supernet_dir / "summary.json")
+    summary = artifacts.read("train summary", supernet_dir)
     ds = load_dataset(summary["data"], seed=int(summary.get("data_seed", 0)))
     epochs = schedule.phases[0].epochs
     out = []
@@ -148,7 +148,7 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
     """Catalog over `boards` x latency budgets (`latency_ms`: None, a number or a list; see
     pipeline.search.catalog), plus energy per inference and the compute account, as json/md/html."""
     from .report.html import catalog_html
-    from .search.catalog import catalog, catalog_markdown
+    from .search.catalog import catalog_data, write_catalog
     from .search.predictor import get_predictor
 
     supernet_dir, out_dir = Path(supernet_dir), Path(out_dir)
@@ -158,7 +158,7 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
     search_kwargs = {"patches": patches} if patches != "off" else {}
     if objective != "accuracy":
         search_kwargs.update(objective=objective, tolerance=tolerance)
-    data = catalog(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
+    data = catalog_data(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
                    max_candidates=max_candidates, log=log,
                    search_kwargs=search_kwargs or None,
                    export_kwargs={"finetune_epochs": finetune_epochs} if finetune_epochs else None)
@@ -171,8 +171,7 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
         scratch = _scratch_trainings(supernet_dir, data, scratch_count, seed)
         _io.write_json(scratch_path, scratch)
     data["compute"] = _compute_account(supernet_dir, data, scratch, len(data["boards"])) if scratch else None
-    _io.write_json(out_dir / "catalog.json", data)
-    _io.write_text(out_dir / "catalog.md", catalog_markdown(data) + _markdown_extras(data))
+    write_catalog(data, out_dir, markdown_extras=_markdown_extras(data))
     plots = {r.get("deployment", r["board"]): out_dir / f"pareto_{r.get('deployment', r['board'])}.png"
              for r in data["boards"]}
     _io.write_text(out_dir / "catalog.html", catalog_html(data, plots, data["compute"]))

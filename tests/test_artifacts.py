@@ -82,3 +82,18 @@ def test_a_reader_may_rely_on_some_fields_only(tmp_path):
         artifacts.read("export report", tmp_path)
     with pytest.raises(KeyError):
         artifacts.read("export report", tmp_path, fields=("nonsense",))
+
+
+def test_stage_code_names_artifact_files_only_through_the_table():
+    """An artifact's file name spelled as a literal outside artifacts.py is a second source of truth."""
+    names = {a.filename for a in artifacts.ARTIFACTS.values()}
+    offenders = []
+    for path in (REPO / "pipeline").rglob("*.py"):
+        if path.name == "artifacts.py":
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split("#", 1)[0]
+            for n in names:
+                if re.search(r"[\"']" + re.escape(n) + r"[\"']", code):
+                    offenders.append(f"{path.relative_to(REPO)}:{lineno}: {n}")
+    assert offenders == [], "\n".join(offenders)

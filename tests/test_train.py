@@ -355,3 +355,39 @@ def test_finetune_keeps_or_improves_holdout_and_changes_weights(trained_supernet
     assert export_key(trained_supernet_dir, arch, finetune_epochs=0) == k0
     assert len({k0, export_key(trained_supernet_dir, arch, finetune_epochs=2),
                 export_key(trained_supernet_dir, arch, finetune_epochs=3)}) == 3
+
+
+@pytest.mark.slow
+def test_export_with_finetune_records_it_and_keys_it(trained_supernet_dir, tiny_space, tmp_path):
+    """The real export stage with --finetune-epochs: fine-tuned weights are what gets converted."""
+    from pipeline.export import export_subnet
+    from pipeline.export.stage import export_key
+    from pipeline.search.verify import _export
+
+    arch = tiny_space.smallest()
+    lines = []
+    rep = export_subnet(trained_supernet_dir, str(arch), tmp_path / "ft", finetune_epochs=1,
+                        progress=lambda check, line: lines.append(check))
+    assert rep["passed"] and rep["finetune"]["epochs"] == 1 and rep["timings_s"]["finetune"] > 0
+    assert "finetune" in lines
+    assert rep["cache_key"] == export_key(trained_supernet_dir, arch, finetune_epochs=1) != export_key(
+        trained_supernet_dir, arch)
+    # the float accuracy the crosscheck measured is the fine-tuned model's, not the supernet's subnet's
+    summary = json.loads((trained_supernet_dir / "summary.json").read_text())
+    ds = load_dataset(summary["data"], seed=summary["data_seed"])
+    test = ds.split("test", arch.resolution)
+    plain = evaluate(calibrated_subnet(load_supernet(trained_supernet_dir), arch, ds), test.x, test.y)
+    assert rep["accuracy"]["float"] != pytest.approx(plain, abs=1e-9)
+    # the search's export cache passes the setting through and reuses the export only under its key
+    calls = []
+
+    def export_fn(sn, a, out, **kw):   # stands in for export_subnet (run for real above): records the call
+        calls.append(kw)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model_int8.tflite").write_bytes(b"m")
+        (out / "export_report.json").write_text(json.dumps({"passed": True, "cache_key": export_key(sn, a, **kw)}))
+
+    _export(trained_supernet_dir, arch, tmp_path / "cache", export_fn, seed=0)
+    _export(trained_supernet_dir, arch, tmp_path / "cache", export_fn, seed=0, finetune_epochs=2)
+    _export(trained_supernet_dir, arch, tmp_path / "cache", export_fn, seed=0, finetune_epochs=2)
+    assert [c.get("finetune_epochs") for c in calls] == [None, 2]

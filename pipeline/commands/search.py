@@ -38,12 +38,12 @@ def _kib(n: float) -> str:
 
 def _label_images(sn) -> str:
     """What the predictor's labels rest on, from its report (e.g. "labels on 1200 holdout+calibration images")."""
-    import json
-
+    from .. import artifacts
+    from ..errors import ArtifactError
     from ..search.predictor import predictor_dir
     try:
-        lab = json.loads((predictor_dir(sn) / "report.json").read_text()).get("labels") or {}
-    except (OSError, ValueError):
+        lab = artifacts.read("predictor report", predictor_dir(sn)).get("labels") or {}
+    except ArtifactError:
         lab = {}
     if not lab:
         return "predictor labels"

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .._io import write_json, write_text
+from .. import artifacts
+from .._io import write_text
 from ..errors import BudgetError, ConfigError
 from ..supernet.space import SearchSpace
 
@@ -204,10 +205,10 @@ def pareto_plot(row: dict, path: str | Path) -> Path | None:
     return write_bytes(path, buf.getvalue())
 
 
-def write_catalog(data: dict, out_dir: str | Path) -> dict[str, Path]:
+def write_catalog(data: dict, out_dir: str | Path, *, markdown_extras: str = "") -> dict[str, Path]:
     out_dir = Path(out_dir)
-    files = {"json": write_json(out_dir / "catalog.json", data),
-             "md": write_text(out_dir / "catalog.md", catalog_markdown(data))}
+    files = {"json": artifacts.write("catalog", out_dir, data),
+             "md": write_text(out_dir / "catalog.md", catalog_markdown(data) + markdown_extras)}
     for r in data["boards"]:
         dep = r.get("deployment", r["board"])
         p = pareto_plot(r, out_dir / f"pareto_{dep}.png")

@@ -21,7 +21,6 @@ left alone for the final int8 figure. `label_images` says how many images a labe
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import artifacts
 from .._io import append_jsonl, atomic_path, read_json, read_jsonl, sha256_file, write_json
 from ..errors import ArtifactError, ConfigError
 from ..supernet.space import SearchSpace, SubnetArch
@@ -270,8 +270,8 @@ def _space_of(supernet_dir: str | Path) -> SearchSpace:
 
 def dataset_spec(supernet_dir: str | Path, data_spec: str | None = None) -> tuple[str, int]:
     """(dataset spec, data seed) recorded with the supernet, unless `data_spec` overrides it."""
-    summary = Path(supernet_dir) / "summary.json"
-    rec = read_json(summary) if summary.exists() else {}
+    summary = artifacts.path("train summary", supernet_dir)
+    rec = artifacts.read("train summary", summary) if summary.exists() else {}
     spec = data_spec or rec.get("data")
     if not spec:
         raise ConfigError(f"no dataset recorded in {summary}", hint="pass the dataset spec (--data)")
@@ -381,7 +381,7 @@ def train_predictor(supernet_dir: str | Path, *, out_dir: str | Path | None = No
                        "baseline_rmse_mean": float(np.sqrt(np.mean((accs[train_idx].mean() - true) ** 2)))})
     final = AccuracyPredictor(space, hidden=hidden, seed=seed).fit(archs, accs, epochs=epochs)
     final.save(out_dir)
-    write_json(out_dir / "report.json", report)
+    artifacts.write("predictor report", out_dir, report)
     return final, report
 
 
@@ -398,8 +398,8 @@ def get_predictor(supernet_dir: str | Path, *, num_samples: int = 300, seed: int
     """The saved predictor of this run if it covers `num_samples` and the current supernet weights;
     otherwise train one (resuming the cached samples)."""
     d = predictor_dir(supernet_dir)
-    if (d / META).exists() and (d / "report.json").exists():
-        rep = json.loads((d / "report.json").read_text())
+    if (d / META).exists() and artifacts.exists("predictor report", d):
+        rep = artifacts.read("predictor report", d)
         if (rep.get("num_samples", 0) >= num_samples and rep.get("seed") == seed
                 and rep.get("weights") == _weights_id(supernet_dir) and rep.get("protocol") == label_protocol(500)):
             return AccuracyPredictor.load(d)

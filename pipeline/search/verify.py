@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import append_jsonl, read_json, write_bytes, write_json
+from .. import artifacts
+from .._io import append_jsonl, write_bytes
 from ..costs import APP_SRAM_BYTES, runtime_code_bytes
 from ..costs.flash import APP_CODE_BYTES
 from ..errors import AccuracyGateError, BudgetError, ExportError
 from ..supernet.space import SearchSpace, SubnetArch
 from .evolution import Budget, Candidate, SearchResult, search
 
-EXPORT_REPORT = "export_report.json"
+EXPORT_REPORT = artifacts.filename("export report")
 
 
 @dataclass
@@ -92,7 +93,7 @@ def measured_costs(export_dir: Path, board) -> Measured:
     from ..codegen.ops import op_label
     from ..tflite.model_info import read_tflite
 
-    report = read_json(export_dir / EXPORT_REPORT)
+    report = artifacts.read("export report", export_dir)
     host = int(report["arena"]["min_arena_bytes"])
     info, data = read_tflite(export_dir / "model_int8.tflite")
     fw = plan_arena(info, board.core, host).bytes
@@ -115,7 +116,7 @@ def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callab
     supernet_dir = Path(supernet_dir).resolve()
     rep = d / EXPORT_REPORT
     if rep.exists() and (d / "model_int8.tflite").exists():
-        r = read_json(rep)
+        r = artifacts.read("export report", rep, fields=("passed",))
         if r.get("passed") and r.get("cache_key") == export_key(supernet_dir, arch, **export_kwargs):
             return d
     if export_fn is None:
@@ -209,7 +210,7 @@ def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, p
             if (d / name).exists():
                 write_bytes(out_dir / name, (d / name).read_bytes())
         sel = Selection(board.id, cand.arch, cand, m, budget, d, attempts, result)
-        write_json(out_dir / "search.json", sel.to_dict())
+        artifacts.write("search result", out_dir, sel.to_dict())
         err = sel.predicted_minus_measured
         acc = ("" if err is None else f"; accuracy {100 * cand.predicted_acc:.2f}% predicted, "
                f"{100 * m.int8_acc:.2f}% int8 measured (test split): predicted - measured {err:+.2f} points")

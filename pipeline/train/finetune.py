@@ -31,7 +31,7 @@ FINETUNE_SEED_PHASE = 1000  # generator stream of the fine-tune, apart from any 
 
 @dataclass
 class FinetuneInfo:
-    epochs: int
+    epochs: float
     seconds: float
     lr: float
     kd_weight: float
@@ -43,7 +43,7 @@ class FinetuneInfo:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def finetune_subnet(supernet: OFASupernet, arch: SubnetArch, dataset: Dataset, epochs: int, *,
+def finetune_subnet(supernet: OFASupernet, arch: SubnetArch, dataset: Dataset, epochs: float, *,
                     schedule: Schedule | None = None, batch_size: int = 64, seed: int = 0,
                     lr: float = FINETUNE_LR, kd_weight: float = 1.0, temperature: float | None = None,
                     num_calib: int = 500) -> tuple[nn.Module, FinetuneInfo]:
@@ -51,7 +51,8 @@ def finetune_subnet(supernet: OFASupernet, arch: SubnetArch, dataset: Dataset, e
     module, BN re-calibrated on holdout images like `calibrated_subnet`, and what was done).
 
     Deterministic for (weights, arch, data, epochs, seed): every random choice comes from seeded
-    generators. `epochs == 0` returns `calibrated_subnet` unchanged."""
+    generators. `epochs == 0` returns `calibrated_subnet` unchanged; a fraction (0.5) runs that share of
+    an epoch's steps (the benchmark's "10% of the supernet's epochs")."""
     t0 = time.perf_counter()
     schedule = schedule or Schedule(phases=(Phase("finetune", 1, lr),))
     temperature = schedule.kd_temperature if temperature is None else temperature
@@ -66,23 +67,24 @@ def finetune_subnet(supernet: OFASupernet, arch: SubnetArch, dataset: Dataset, e
     for p in teacher.parameters():
         p.requires_grad_(False)
     student = supernet.extract(arch).train()
-    phase = Phase("finetune", epochs, lr)
+    phase = Phase("finetune", max(1, int(epochs)), lr)
     opt = make_optimizer(student, schedule, lr)
     train = dataset.split("train", arch.resolution)
     x_all, y_all = to_input(train.x), torch.from_numpy(train.y)
     bs = min(batch_size, len(train))
     steps = max(1, len(train) // bs)
+    total = max(1, int(round(epochs * steps)))   # steps in all; the last epoch may be partial
     shift = int(round(schedule.shift * arch.resolution))
     # No warm-up: the weights are trained already (warmup_fraction applies to a run's first phase only).
     tuned = replace(schedule, warmup_fraction=0.0)
-    for epoch in range(epochs):
+    for epoch in range(-(-total // steps)):
         _, gen = epoch_generators(seed, FINETUNE_SEED_PHASE, epoch)
         order = torch.randperm(len(train), generator=gen)
-        for step in range(steps):
+        for step in range(min(steps, total - epoch * steps)):
             idx = order[step * bs:(step + 1) * bs]
             x = shift_images(x_all[idx], shift, gen)
             for group in opt.param_groups:
-                group["lr"] = lr_at(tuned, 1, phase, epoch * steps + step, epochs * steps)
+                group["lr"] = lr_at(tuned, 1, phase, epoch * steps + step, total)
             with torch.no_grad():
                 target = teacher(x)
             logits = student(x)

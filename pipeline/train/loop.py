@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._io import append_jsonl, atomic_path, read_json, write_json, write_text
+from .. import artifacts
+from .._io import append_jsonl, atomic_path, write_json, write_text
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, UsageError
 from ..supernet.model import OFASupernet, build_supernet
@@ -36,7 +37,7 @@ from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
 from .evaluate import calibrated_subnet, evaluate, to_input
 from .recipe import StepLoss, epoch_generators, lr_at, make_optimizer, shift_images, skip_unused
-from .schedule import BUDGET_PHASES, Schedule, budget_schedule, default_schedule, phase_epochs
+from .schedule import BUDGET_PHASES, Schedule, budget_schedule
 
 CHECKPOINT = "last.pt"
 
@@ -270,8 +271,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     ys = torch.from_numpy(train.y)
     monitor = _Monitor(ds, space, min(cfg.eval_images, 200), cfg.seed) if info.is_main and cfg.epoch_eval else None
     if by_minutes:
-        recorded = read_json(run_dir / "config.json") if (ckpt_path.exists() and
-                                                          (run_dir / "config.json").exists()) else {}
+        recorded = (artifacts.read("train config", run_dir)
+                    if ckpt_path.exists() and artifacts.exists("train config", run_dir) else {})
         if recorded.get("budget") == str(cfg.budget) and recorded.get("schedule"):
             # Resume keeps the phase lengths derived when the run started (they depend on this
             # machine's speed then), so the continued run is the same schedule.
@@ -294,10 +295,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     described = cfg.describe(space, schedule, shards, info.world_size)
     ckpt = None
     if ckpt_path.exists():
-        _check_resume_config(read_json(run_dir / "config.json"), described, run_dir / "config.json")
+        _check_resume_config(artifacts.read("train config", run_dir), described, artifacts.path("train config", run_dir))
         ckpt = load_state(ckpt_path)
     if info.is_main:
-        write_json(run_dir / "config.json", described)
+        artifacts.write("train config", run_dir, described)
         write_json(sn_dir / "space.json", space.to_dict())
         write_json(sn_dir / "schedule.json", schedule.to_dict())
 
@@ -440,7 +441,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                    "epochs": schedule.total_epochs, "final": final, "wall_time_s": round(wall, 1),
                    "rank_max_abs_diff": rank_diff,
                    "torch": torch.__version__}
-        write_json(sn_dir / "summary.json", summary)
+        artifacts.write("train summary", sn_dir, summary)
     return sn_dir
 
 
@@ -456,7 +457,7 @@ def _rank_divergence(supernet: OFASupernet) -> float:
 
 
 def final_summary_line(sn_dir: Path) -> str:
-    s = read_json(Path(sn_dir) / "summary.json")
+    s = artifacts.read("train summary", sn_dir)
     f = s["final"]
     return (f"trained {sn_dir}: largest {f['largest']['test_acc'] * 100:.1f}% / smallest "
             f"{f['smallest']['test_acc'] * 100:.1f}% test accuracy after BN re-calibration, "
