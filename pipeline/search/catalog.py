@@ -168,7 +168,7 @@ def catalog_markdown(data: dict) -> str:
     if pe.get("picks"):
         lines += ["", f"Predictor error over {pe['picks']} picks: mean |predicted - int8| "
                       f"{pe['mean_abs_points']:.2f} points, mean predicted - int8 {pe['mean_points']:+.2f} points."]
-    lines += [""]
+    lines += ["", ""]
     return "\n".join(lines)
 
 
