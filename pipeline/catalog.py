@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import _io
+from . import _io, artifacts
 
 # No power meter is readable on this kind of machine (no RAPL in /sys/class/powercap), so CPU energy
 # uses a documented assumption: a server core at full load draws about its share of the package TDP,
@@ -48,7 +48,7 @@ def _energy_per_inference(data: dict, boards: Sequence) -> None:
 
 
 def _compute_account(supernet_dir: Path, data: dict, scratch: list[dict], n_boards: int) -> dict:
-    summary = _io.read_json(supernet_dir / "summary.json")
+    summary = artifacts.read("train summary", supernet_dir)
     procs = int(summary.get("world_size", 1)) * int(summary.get("threads", 1))
     train_s = float(summary["wall_time_s"]) * procs
     search_s = sum(r.get("seconds", 0.0) for r in data["boards"])  # search + export + verify per board
@@ -69,7 +69,7 @@ def _compute_account(supernet_dir: Path, data: dict, scratch: list[dict], n_boar
         "accuracy predictor samples (CPU-s)": {"value": round(predictor_s, 1), "kind": "measured",
                                                "note": "BN-calibrated holdout accuracies, this run (0 if cached)"},
         "search + export + verify, all boards (CPU-s)": {"value": round(search_s, 1), "kind": "measured",
-                                                         "note": f"{n_boards} boards, this run"},
+                                                         "note": f"{n_boards} deployments (board x latency budget), this run"},
         "ofa-mcu total (CPU-s)": {"value": round(ofa_s, 1), "kind": "measured", "note": "sum of the above"},
         "from-scratch training per model (CPU-s)": {
             "value": round(scratch_mean, 1), "kind": "measured",
@@ -77,9 +77,9 @@ def _compute_account(supernet_dir: Path, data: dict, scratch: list[dict], n_boar
                     + ", ".join(f"{s['arch']} {s['seconds']:.0f} s ({100 * s['test_acc']:.1f}%)" for s in scratch)},
         "from scratch, all boards (CPU-s)": {"value": round(scratch_total, 1), "kind": "estimated",
                                              "note": f"({scratch_mean:.0f} s training + {export_mean:.0f} s export) "
-                                                     f"x {n_boards} boards, extrapolated from the measured trainings"},
+                                                     f"x {n_boards} deployments, extrapolated from the measured trainings"},
         "amortization ratio (scratch / ofa-mcu)": {"value": round(scratch_total / ofa_s, 2) if ofa_s else None,
-                                                   "kind": "estimated", "note": f"for N = {n_boards} boards"},
+                                                   "kind": "estimated", "note": f"for N = {n_boards} deployments"},
         "break-even number of boards": {
             "value": (round(train_s / max(per_board_scratch - export_mean, 1e-9), 1)
                       if per_board_scratch > export_mean else None),
@@ -111,7 +111,7 @@ def _scratch_trainings(supernet_dir: Path, data: dict, count: int, seed: int) ->
         return []
     space = SearchSpace.load(supernet_dir / "space.json")
     schedule = Schedule.load(supernet_dir / "schedule.json")
-    summary = _io.read_json(supernet_dir / "summary.json")
+    summary = artifacts.read("train summary", supernet_dir)
     ds = load_dataset(summary["data"], seed=int(summary.get("data_seed", 0)))
     epochs = schedule.phases[0].epochs
     out = []
@@ -129,7 +129,7 @@ def _markdown_extras(data: dict) -> str:
     for r in data["boards"]:
         if r.get("energy_uj_per_inference") is not None:
             mw = r["energy_uj_per_inference"] / r["predicted"]["latency_ms"]
-            lines.append(f"| {r['board']} | {r['predicted']['latency_ms']:.2f} | {mw:.2f} | "
+            lines.append(f"| {r.get('deployment', r['board'])} | {r['predicted']['latency_ms']:.2f} | {mw:.2f} | "
                          f"{r['energy_uj_per_inference']:.1f} |")
     c = data.get("compute")
     if c:
@@ -141,20 +141,26 @@ def _markdown_extras(data: dict) -> str:
 
 
 def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: str | os.PathLike, *,
-                  latency_ms: float | None = None, seed: int = 0, num_samples: int = 300,
+                  latency_ms=None, seed: int = 0, num_samples: int = 300,
                   max_candidates: int = 5, scratch_count: int = 2, log=print, progress: bool = False,
-                  patches: str = "off", finetune_epochs: int = 0) -> dict:
+                  patches: str = "off", objective: str = "accuracy", tolerance: float | None = None,
+                  finetune_epochs: int = 0) -> dict:
+    """Catalog over `boards` x latency budgets (`latency_ms`: None, a number or a list; see
+    pipeline.search.catalog), plus energy per inference and the compute account, as json/md/html."""
     from .report.html import catalog_html
-    from .search.catalog import catalog, catalog_markdown
+    from .search.catalog import catalog_data, write_catalog
     from .search.predictor import get_predictor
 
     supernet_dir, out_dir = Path(supernet_dir), Path(out_dir)
     t0 = time.perf_counter()
     predictor = get_predictor(supernet_dir, num_samples=num_samples, seed=seed, progress=progress)
     predictor_s = time.perf_counter() - t0
-    data = catalog(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
+    search_kwargs = {"patches": patches} if patches != "off" else {}
+    if objective != "accuracy":
+        search_kwargs.update(objective=objective, tolerance=tolerance)
+    data = catalog_data(supernet_dir, boards, out_dir, latency_ms=latency_ms, seed=seed, predictor=predictor,
                    max_candidates=max_candidates, log=log,
-                   search_kwargs={"patches": patches} if patches != "off" else None,
+                   search_kwargs=search_kwargs or None,
                    export_kwargs={"finetune_epochs": finetune_epochs} if finetune_epochs else None)
     data["predictor_seconds"] = round(predictor_s, 2)
     _energy_per_inference(data, boards)
@@ -164,10 +170,10 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
         log(f"compute account: training {scratch_count} catalog archs from scratch for comparison")
         scratch = _scratch_trainings(supernet_dir, data, scratch_count, seed)
         _io.write_json(scratch_path, scratch)
-    data["compute"] = _compute_account(supernet_dir, data, scratch, len(boards)) if scratch else None
-    _io.write_json(out_dir / "catalog.json", data)
-    _io.write_text(out_dir / "catalog.md", catalog_markdown(data) + _markdown_extras(data))
-    plots = {r["board"]: out_dir / f"pareto_{r['board']}.png" for r in data["boards"]}
+    data["compute"] = _compute_account(supernet_dir, data, scratch, len(data["boards"])) if scratch else None
+    write_catalog(data, out_dir, markdown_extras=_markdown_extras(data))
+    plots = {r.get("deployment", r["board"]): out_dir / f"pareto_{r.get('deployment', r['board'])}.png"
+             for r in data["boards"]}
     _io.write_text(out_dir / "catalog.html", catalog_html(data, plots, data["compute"]))
     log(f"catalog page {out_dir / 'catalog.html'} ({time.perf_counter() - t0:.0f} s)")
     return data

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import _io
+from . import artifacts
 from .boards import Board, load_board
 from .errors import ArtifactError, UsageError
 from .resources import resource_dir
@@ -124,17 +124,18 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
                         f"{len(sel.attempts)} export(s)",
                 "arch": str(sel.arch)}
 
-    stages.run("search", search_hash, ["search.json", "model_int8.tflite", "export_report.json"], run_search, echo)
+    stages.run("search", search_hash, [artifacts.filename("search result"), "model_int8.tflite",
+                                       artifacts.filename("export report")], run_search, echo)
     model = board_dir / "model_int8.tflite"
 
     # codegen
     fw_dir = board_dir / "firmware"
-    codegen_hash = hash_inputs(files=[model, board_dir / "export_report.json", board.path, _TEMPLATES])
+    codegen_hash = hash_inputs(files=[model, artifacts.path("export report", board_dir), board.path, _TEMPLATES])
 
     def run_codegen():
         from .codegen import generate_firmware
 
-        generate_firmware(model, board, fw_dir, report=board_dir / "export_report.json")
+        generate_firmware(model, board, fw_dir, report=artifacts.path("export report", board_dir))
         return {"line": f"firmware for {board.id} in {fw_dir}"}
 
     stages.run("codegen", codegen_hash, ["firmware/Makefile", "firmware/main.cc"], run_codegen, echo)
@@ -190,7 +191,7 @@ def _deploy_locked(opts: DeployOptions, board, board_dir: Path) -> dict:
         echo("check    on the virtual board: the host runtime, not the firmware "
              f"({missing['build'] or missing['flash'] or 'asked for with --port sim'})")
     if port in ("sim", "qemu") or not (missing["flash"] or board.emulated):
-        stages.run("check", check_hash, ["check_report.json"], run_check, echo)
+        stages.run("check", check_hash, [artifacts.filename("check report")], run_check, echo)
     else:
         echo(f"check    skipped: {missing['flash']}")
 
@@ -209,9 +210,8 @@ def _check_line(rep: dict) -> str:
 def _data_spec(supernet_dir: Path, opts: DeployOptions) -> str:
     if opts.data:
         return opts.data
-    summary = supernet_dir / "summary.json"
-    if summary.exists():
-        d = _io.read_json(summary)
+    if artifacts.exists("train summary", supernet_dir):
+        d = artifacts.read("train summary", supernet_dir)
         spec = d.get("data") if isinstance(d.get("data"), str) else (d.get("data") or {}).get("spec")
         if spec:
             return spec
@@ -240,5 +240,5 @@ def _supernet(opts: DeployOptions, run_dir: Path, echo) -> Path:
                                    seed=opts.seed, threads=opts.threads, resume=resume, quiet=opts.quiet))
         return {"line": final_summary_line(sn)}
 
-    stages.run("train", h, ["supernet/weights.pt", "supernet/summary.json"], run_train, echo)
+    stages.run("train", h, ["supernet/weights.pt", "supernet/" + artifacts.filename("train summary")], run_train, echo)
     return sn

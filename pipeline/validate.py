@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+from . import artifacts
 from .errors import UsageError
 
 # dest -> (kind, low, high, low inclusive?): kind "int" or "float"; None = unbounded
@@ -33,6 +34,7 @@ NUMBERS: dict[str, tuple[str, float | None, float | None, bool]] = {
     "runs": ("int", 1, 10_000, True),
     "calib": ("int", 1, 1_000_000, True),
     "max_drop": ("float", 0.0, 100.0, True),
+    "tolerance": ("float", 0.0, 100.0, True),
     "opset": ("int", 13, 17, True),
     "latency_ms": ("float", 0.0, None, False),
     "sram_kb": ("float", 0.0, None, False),
@@ -171,6 +173,6 @@ def _check_resume(out: Path) -> None:
     from .train.loop import CHECKPOINT
 
     sn = out / "supernet"
-    if not (sn / "checkpoints" / CHECKPOINT).is_file() and not (sn / "summary.json").is_file():
+    if not (sn / "checkpoints" / CHECKPOINT).is_file() and not artifacts.exists("train summary", sn):
         raise UsageError(f"--resume: {out} holds no interrupted training run to continue",
                          hint="drop --resume to start a new run there, or pass the --out of the interrupted run")

@@ -41,7 +41,7 @@ def catalog_fixture_data() -> dict:
             "board": b.id, "name": b.name, "core": b.core, "clock_mhz": b.clock_mhz, "fits": True,
             "arch": "r16-w35k3e3k3e3-w35k3e3k3e3", "budget": {"sram_bytes": b.usable_sram_bytes,
                                                               "flash_bytes": b.usable_flash_bytes},
-            "predicted": {"latency_ms": 3.5 + i, "macs": 1.2e6, "holdout_acc": 0.95},
+            "predicted": {"latency_ms": 3.5 + i, "macs": 1.2e6, "acc": 0.95},
             "measured": {"int8_acc": 0.96, "sram_bytes": 60_000, "flash_bytes": 180_000},
             "margins": {"sram_bytes": b.usable_sram_bytes - 60_000, "flash_bytes": b.usable_flash_bytes - 180_000},
             "pareto": [{"arch": "a", "predicted_acc": 0.9, "latency_ms": 2.0, "sram_bytes": 50_000, "flash_bytes": 1},

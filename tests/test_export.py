@@ -217,11 +217,9 @@ def test_float_compute_is_refused():
         f = tf.function(fn, input_signature=[tf.TensorSpec([1, 4, 4, 1], tf.float32)])
         conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
         if int8:
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            from pipeline.tflite.converter import FULL_INT8
             rng = np.random.default_rng(0)
-            conv.representative_dataset = lambda: ([rng.random((1, 4, 4, 1), dtype=np.float32)] for _ in range(8))
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = conv.inference_output_type = tf.int8
+            FULL_INT8.apply(conv, lambda: ([rng.random((1, 4, 4, 1), dtype=np.float32)] for _ in range(8)))
         return conv.convert()
 
     sin = inspect_tflite(convert(lambda x: tf.math.sin(x), int8=True))

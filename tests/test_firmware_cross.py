@@ -93,3 +93,33 @@ def test_cli_build_and_flash_raise_typed_errors(model, tmp_path, monkeypatch):
     assert main(["build", str(fw)]) in (9,)               # ToolMissingError: no TFLM tree (or no compiler)
     assert main(["flash", str(fw)]) == 11                 # ArtifactError: app.elf not built
     assert main(["build", str(tmp_path)]) == 11           # not a generated folder
+
+
+def _compiles(fw: Path, *args: str) -> set[str]:
+    """The sources `make -n` would compile for these targets and variables."""
+    r = _make(fw, "-n", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return {w for w in r.stdout.split() if w.endswith((".c", ".cc")) and "/" not in w}
+
+
+@needs_arm_gcc
+def test_objects_recompile_when_their_flags_change(model, tmp_path):
+    """build/flags.stamp holds the compile flags: switching PROTOCOL (or kernels, build type) makes every
+    object out of date, switching back does again (no stale object from the other flag set), and
+    ARENA_BYTES touches only arena.cc's own stamp."""
+    fw = generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw")
+    objs = ["build/protocol.o", "build/board.o"]
+    assert _make(fw, *objs).returncode == 0
+    assert _compiles(fw, *objs) == set()
+    for flags in (["PROTOCOL=EEMBC"], ["OPTIMIZED_KERNEL_DIR="], ["TFLM_BUILD_TYPE=release"]):
+        assert _compiles(fw, *objs, *flags) == {"protocol.c", "board.c"}, flags
+        assert _make(fw, *objs, *flags).returncode == 0
+        assert _compiles(fw, *objs, *flags) == set(), flags
+        assert _compiles(fw, *objs) == {"protocol.c", "board.c"}, flags  # back to the default flags
+        assert _make(fw, *objs).returncode == 0
+    before = (fw / "build/flags.stamp").read_text()
+    assert _compiles(fw, *objs, "ARENA_BYTES=4096") == set()  # the arena size is arena.cc's alone
+    assert (fw / "build/flags.stamp").read_text() == before
+    assert (fw / "build/arena.stamp").read_text().strip() == "ARENA_BYTES=4096"
+    r = _make(fw, "-n", "build/arena.o", "ARENA_BYTES=4096")
+    assert "-DOFA_ARENA_BYTES=4096u" in r.stdout and "arena.cc" in r.stdout, r.stdout + r.stderr

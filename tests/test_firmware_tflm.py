@@ -154,3 +154,28 @@ def test_main_cc_compiles_for_every_core(board, tmp_path):
              "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics", "-Wno-unused-parameter",
              "-I", TFLM_DIR, "-I", str(dl / "flatbuffers/include"), "-I", str(dl / "gemmlowp")]
     cross_compile(fw, "main.cc", tmp_path / "main.o", flags)
+
+
+def test_readme_lists_every_download_and_tool_tflm_uses(tmp_path):
+    """Every folder TFLite Micro's make put in its downloads/ (after the builds above) is in the generated
+    README's table, and the apt line has every program its download scripts call."""
+    from firmware_helpers import golden_model_bytes
+
+    from pipeline.codegen import generate_firmware
+
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(golden_model_bytes())
+    readme = (generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw") / "README.md").read_text()
+    make_dir = Path(TFLM_DIR) / "tensorflow/lite/micro/tools/make"
+    downloads = make_dir / "downloads"
+    present = sorted(p.name for p in downloads.iterdir() if p.is_dir())
+    present += [f"cmsis/{p.name}" for p in (downloads / "cmsis").glob("Cortex_DFP")]
+    assert {"flatbuffers", "gemmlowp", "ruy", "kissfft", "pigweed", "cmsis", "cmsis_nn"} <= set(present)
+    for name in present:
+        assert f"| `{name}` |" in readme, f"downloads/{name} is not in the README's table"
+    apt = next(line for line in readme.splitlines() if line.startswith("sudo apt-get install"))
+    scripts = " ".join(p.read_text() for p in [*make_dir.glob("*download*.sh"), *make_dir.glob("ext_libs/cmsis*.sh")])
+    for program, package in [("wget", "wget"), ("curl", "curl"), ("unzip", "unzip"), ("patch -p1", "patch"),
+                             ("git ", "git"), ("python3", "python3-numpy"), ("https://", "ca-certificates")]:
+        if program in scripts or program == "python3":
+            assert f" {package}" in apt, f"{program} is used by TFLM's downloads; {package} is not on the apt line"

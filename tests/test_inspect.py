@@ -39,12 +39,9 @@ def int16x8_tflite(path: Path, seed: int = 0) -> Path:
     out = tf.keras.layers.Dense(10)(x)
     model = tf.keras.Model(inp, out)
     calib = np.random.default_rng(seed).random((16, 8, 8, 1)).astype(np.float32)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([c[None]] for c in calib)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    conv.inference_input_type = tf.int16
-    conv.inference_output_type = tf.int16
+    from pipeline.tflite.converter import QuantizationConfig
+    conv = QuantizationConfig(activations="int16").apply(tf.lite.TFLiteConverter.from_keras_model(model),
+                                                         lambda: ([c[None]] for c in calib))
     path.write_bytes(conv.convert())
     return path
 

@@ -88,3 +88,18 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
     finally:
         mod.unlink()
     assert found == ["pipeline.codegen", "pipeline.deploy"]
+
+
+def test_converter_settings_live_in_one_place():
+    """Full-integer converter settings are set only by pipeline/tflite/converter.py (QuantizationConfig):
+    the export, the cost models' reference graphs, benchmarks and test fixtures all call it."""
+    one = PACKAGE / "tflite" / "converter.py"
+    offenders = []
+    for folder in ("pipeline", "tests", "benchmarks", "tools"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path == one or path == Path(__file__).resolve():
+                continue
+            for lineno, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"TFLITE_BUILTINS_INT8|TFLITE_BUILTINS_ACTIVATIONS_INT16|inference_(in|out)put_type", line):
+                    offenders.append(f"{path.relative_to(REPO)}:{lineno}")
+    assert offenders == [], "converter settings outside pipeline/tflite/converter.py: " + ", ".join(offenders)

@@ -130,9 +130,9 @@ def test_predictor_samples_are_cached_and_resumed(trained_supernet_dir, tmp_path
     more = collect_samples(trained_supernet_dir, tmp_path, 8, evaluate_fn=counting, num_calib_images=200)
     assert len(calls) == 5 + 4                      # 4 new (3 + the torn one), nothing re-measured
     assert [r["arch"] for r in more[:4]] == [r["arch"] for r in first[:4]]
-    assert all(0.0 <= r["holdout_acc"] <= 1.0 for r in more)
+    assert all(0.0 <= r["label_acc"] <= 1.0 for r in more)
     # A rerun with everything cached measures nothing.
-    again = collect_samples(trained_supernet_dir, tmp_path, 8, evaluate_fn=counting)
+    again = collect_samples(trained_supernet_dir, tmp_path, 8, evaluate_fn=counting, num_calib_images=200)
     assert len(calls) == 9 and again == more
 
 
@@ -149,7 +149,7 @@ def test_predictor_trains_reports_and_round_trips(trained_supernet_dir, tmp_path
     pred2, _ = train_predictor(trained_supernet_dir, out_dir=tmp_path, num_samples=12, epochs=100, hidden=32)
     np.testing.assert_allclose(pred2.predict(archs), p1, rtol=0, atol=1e-6)
     # Fits its training data better than the mean does.
-    y = np.array([json.loads(l)["holdout_acc"] for l in (tmp_path / "samples.jsonl").read_text().splitlines()])
+    y = np.array([json.loads(l)["label_acc"] for l in (tmp_path / "samples.jsonl").read_text().splitlines()])
     assert np.mean((p1 - y) ** 2) < np.mean((y.mean() - y) ** 2)
 
 

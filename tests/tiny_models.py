@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.contract import InputContract
-from pipeline.tflite.converter import FULL_INT8
+from pipeline.tflite.converter import FULL_INT8, QuantizationConfig
 
 
 def int8_tflite_from_keras(model, calib_uint8: np.ndarray, *, train: tuple[np.ndarray, np.ndarray] | None = None,
@@ -73,16 +73,8 @@ def integer_tflite_from_keras(model, calib: np.ndarray, *, dtype: str = "int8") 
         for sample in calib:
             yield [sample[None].astype(np.float32)]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    if dtype == "int16":
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int16
-    else:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int8
-    return conv.convert()
+    config = QuantizationConfig(activations=dtype)
+    return config.apply(tf.lite.TFLiteConverter.from_keras_model(model), representative).convert()
 
 
 # The input/output shapes of the four MLPerf Tiny reference models (benchmark/training/*/trained_models in

@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from .. import artifacts
 from .._io import read_json, sha256_bytes, sha256_file, write_bytes, write_json, write_text
 from ..boards import Board, load_board
 from ..contract import InputContract
@@ -22,9 +23,9 @@ from .render import render_files
 __all__ = ["generate_firmware", "build_context", "plan_arena", "measured_arena_bytes", "FirmwareContext",
            "MANIFEST"]
 
-MANIFEST = "firmware.json"
+MANIFEST = artifacts.path("firmware manifest", ".").name
 MAX_LABEL_BYTES = 1024  # per label: kLabelLengths is uint16_t, and a label is for a display or a log line
-MODEL_COPY, REPORT_COPY = "model_int8.tflite", "export_report.json"
+MODEL_COPY, REPORT_COPY = "model_int8.tflite", artifacts.path("export report", ".").name
 
 
 def measured_arena_bytes(report: dict) -> int | None:
@@ -68,14 +69,11 @@ def _load_report(model_path: Path, report: str | os.PathLike | dict | None) -> t
     if isinstance(report, dict):
         return report, True
     if report is None:
-        default = model_path.with_name("export_report.json")
+        default = artifacts.path("export report", model_path.parent)
         if not default.exists():
             return None, False
         report = default
-    data = read_json(report)
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{report}: an export report must be a JSON object")
-    return data, True
+    return artifacts.read("export report", report), True
 
 
 def _labels(labels, report: dict | None, num_classes: int) -> tuple[str, ...]:
@@ -223,13 +221,13 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
     copies.append(MODEL_COPY)
     rep, _ = _load_report(model_path, report)
     if rep is not None and model_path.with_name(REPORT_COPY).resolve() != (out / REPORT_COPY).resolve():
-        write_json(out / REPORT_COPY, rep)
+        write_json(out / REPORT_COPY, rep)  # verbatim: the report the model came with
     if rep is not None:
         copies.append(REPORT_COPY)
         stale = [n for n in stale if n != REPORT_COPY]
     for name in stale:  # generated last time for another family (e.g. startup.c), not any user file
         (out / name).unlink(missing_ok=True)
-    write_json(out / MANIFEST, {
+    artifacts.write("firmware manifest", out, {
         "generated_by": ctx.generator, "board": board.id, "model_sha256": ctx.model_sha256,
         "model_bytes": ctx.model_bytes, "arena_bytes": ctx.arena.bytes, "arena_source": ctx.arena.source,
         "arena_base_bytes": ctx.arena.base_bytes, "ops": [op.builtin for op in ctx.ops],

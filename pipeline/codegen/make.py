@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .._io import read_json
+from .. import artifacts
 from ..errors import ArtifactError, OfaMcuError, ToolMissingError
 
 
@@ -22,11 +22,11 @@ class FirmwareBuildError(OfaMcuError):
 
 
 def _manifest(fw_dir: Path) -> dict:
-    path = fw_dir / "firmware.json"
+    path = artifacts.path("firmware manifest", fw_dir)
     if not path.exists():
-        raise ArtifactError(f"{fw_dir} is not a generated firmware folder (no firmware.json)",
+        raise ArtifactError(f"{fw_dir} is not a generated firmware folder (no {path.name})",
                             hint="create one with `ofa-mcu codegen --model M.tflite --board ID --out DIR`")
-    return read_json(path)
+    return artifacts.read("firmware manifest", path)
 
 
 def _require(program: str, how: str) -> str:
@@ -82,7 +82,7 @@ def build(fw_dir: str | os.PathLike, *, tflm_dir: str | None = None, reference_k
     fw = Path(fw_dir)
     manifest = _manifest(fw)
     _require("arm-none-eabi-gcc", "sudo apt-get install --no-install-recommends gcc-arm-none-eabi "
-                                  "libnewlib-arm-none-eabi")
+                                  "libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib")
     tflm = tflm_dir_or_raise(fw, tflm_dir)
     if manifest.get("pico_sdk"):
         _require("cmake", "sudo apt-get install cmake")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import serial
 
+from .. import artifacts
 from ..boards import Board
 from ..errors import ArtifactError, UsageError
 
@@ -37,12 +38,13 @@ class QemuSerial(serial.Serial):
 
 
 def _generated_for(fw: Path, model: Path, board: Board) -> bool:
-    manifest = fw / "firmware.json"
+    manifest = artifacts.path("firmware manifest", fw)
     if not manifest.exists():
         return False
-    from .._io import read_json, sha256_file
+    from .. import artifacts
+    from .._io import sha256_file
     try:
-        m = read_json(manifest)
+        m = artifacts.read("firmware manifest", manifest)
     except ArtifactError:
         return False
     return m.get("board") == board.id and m.get("model_sha256") == sha256_file(model)
@@ -78,7 +80,7 @@ def open_qemu_port(board: Board | None, model: str | os.PathLike | None, baud: i
     model = Path(model)
     fw = firmware_dir_for(model, board, firmware)
     if not _generated_for(fw, model, board):
-        report = model.with_name("export_report.json")
+        report = artifacts.path("export report", model.parent)
         generate_firmware(model, board, fw, report=report if report.exists() else None)
     log(f"qemu: building the firmware in {fw} (the TFLite Micro library comes from the shared cache)")
     elf = build(fw, tflm_dir=tflm_dir, jobs=os.cpu_count() or 1, echo=lambda _m: None)

@@ -28,8 +28,8 @@ def run(args) -> int:
         labels = read_text_file(args.labels, what="labels file", max_bytes=4 << 20, error=UsageError).splitlines()
     out = generate_firmware(args.model, args.board, args.out, report=args.report, labels=labels,
                             app_name=args.app_name, force=args.force, ignore_budget=args.ignore_budget)
-    from .._io import read_json
-    m = read_json(out / "firmware.json")
+    from .. import artifacts
+    m = artifacts.read("firmware manifest", out)
     print(f"codegen: {out} for {m['board']}: {len(m['ops'])} ops ({', '.join(m['ops'])}), arena "
           f"{m['arena_bytes']} B ({m['arena_source']}), model {m['model_bytes']} B; next: ofa-mcu build {out}")
     return 0

@@ -18,7 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--population", type=int, default=100,
                    help="population size (default 100); parents, mutants and crossovers keep OFA's 25/50/50 ratio")
     p.add_argument("--generations", type=int, default=40, help="generations (default 40)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress (bar on a terminal, lines on stderr otherwise)")
+    p.add_argument("--objective", default="accuracy", choices=("accuracy", "latency", "energy"),
+                   help="accuracy: the most accurate arch that fits (default); latency / energy: the fastest / "
+                        "least energy per inference within --tolerance points of the most accurate")
+    p.add_argument("--tolerance", type=float, metavar="POINTS",
+                   help="accuracy points the latency/energy objective may give up against the most accurate "
+                        "arch (default 1.0)")
     p.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
                    help="fine-tune the chosen subnet N epochs with distillation from the largest subnet when it is exported; recorded in the --out JSON, which `ofa-mcu export --arch` reads (default 0)")
     p.add_argument("--patches", default="off", metavar="off|auto|RxC[@bK]", help="patch-based inference as a search dimension: an arch too big for the SRAM is costed "
@@ -28,6 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _kib(n: float) -> str:
     return f"{n / 1024:.1f} KiB"
+
+
+def _label_images(sn) -> str:
+    """What the predictor's labels rest on, from its report (e.g. "labels on 1200 holdout+calibration images")."""
+    from .. import artifacts
+    from ..errors import ArtifactError
+    from ..search.predictor import predictor_dir
+    try:
+        lab = artifacts.read("predictor report", predictor_dir(sn)).get("labels") or {}
+    except ArtifactError:
+        lab = {}
+    if not lab:
+        return "predictor labels"
+    return f"labels on {lab['label_images']} {'+'.join(lab['label_splits'])} images"
 
 
 def run(args) -> int:
@@ -54,18 +74,22 @@ def run(args) -> int:
         if v is not None and v <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {v:g}")
     space = SearchSpace.load(sn / "space.json")
-    show = not args.quiet and sys.stderr.isatty()
-    predictor = get_predictor(sn, num_samples=args.samples, seed=args.seed, progress=show)
+    if args.tolerance is not None and args.objective == "accuracy":
+        raise UsageError("--tolerance needs --objective latency or energy",
+                         hint="e.g. --objective latency --tolerance 1: the fastest arch within 1 point")
+    tty = sys.stderr.isatty()
+    predictor = get_predictor(sn, num_samples=args.samples, seed=args.seed, progress=not args.quiet)
 
     bar = None
-    if not args.quiet:
+    if not args.quiet and tty:
         from tqdm import tqdm
-        bar = tqdm(total=args.generations, desc=f"search {board.id}", unit="gen", disable=not show)
+        phases = 1 if args.objective == "accuracy" else 2
+        bar = tqdm(total=args.generations * phases, desc=f"search {board.id}", unit="gen")
 
     def progress(gen: int, total: int, best: float) -> None:
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(best=f"{100 * best:.2f}%")
+            bar.set_postfix(best=f"{100 * best:.2f}%" if best >= 0 else f"{-best:.2f}")
 
     res = search(space, board, predictor=predictor, latency_ms=args.latency_ms,
                  sram_bytes=None if args.sram_kb is None else int(args.sram_kb * 1024),
@@ -73,13 +97,23 @@ def run(args) -> int:
                  population=args.population, generations=args.generations, seed=args.seed,
                  parents=max(1, args.population // 4), n_mutate=max(1, args.population // 2),
                  n_crossover=max(1, args.population // 2),
-                 calibration=args.calibration, progress=progress, patches=args.patches)
+                 calibration=args.calibration, progress=progress, patches=args.patches,
+                 objective=args.objective, tolerance=args.tolerance,
+                 progress_lines=not args.quiet and not tty)
     if bar is not None:
         bar.close()
     b, c, m = res.budget, res.best.costs, res.margins
     print(f"board    {board.id} ({board.core}, {board.clock_mhz:g} MHz)")
     print(f"arch     {res.best.arch}" + (f"  (patches {res.best.patches})" if res.best.patches != "off" else ""))
-    print(f"accuracy {100 * res.best.predicted_acc:.2f}% predicted (holdout)")
+    print(f"accuracy {100 * res.best.predicted_acc:.2f}% predicted (float, {_label_images(sn)}; "
+          f"the int8 figure is measured at export)")
+    ref = res.params.get("most_accurate")
+    if ref:
+        unit = "ms" if args.objective == "latency" else "uJ"
+        mine = c.latency_ms if args.objective == "latency" else c.latency_ms * board.active_power_mw
+        print(f"objective {args.objective} within {res.params['tolerance_points']:g} points: {mine:.2f} {unit} vs "
+              f"{ref[args.objective]:.2f} {unit} for the most accurate {ref['arch']} "
+              f"({100 * ref['predicted_acc']:.2f}% predicted; {ref['within_tolerance']} archs within tolerance)")
     print(f"SRAM     {_kib(res.best.sram_bytes)} of {_kib(b.sram_bytes)}  (margin {_kib(m['sram_bytes'])}; "
           f"arena {_kib(c.firmware_arena_bytes)} firmware, {_kib(c.arena_bytes)} 32-bit need)")
     print(f"flash    {_kib(c.flash_bytes)} of {_kib(b.flash_bytes)}  (margin {_kib(m['flash_bytes'])}; "

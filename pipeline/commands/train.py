@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from .. import artifacts
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="builtin:digits", help="dataset spec (default: builtin:digits)")
@@ -39,7 +41,7 @@ def run(args) -> int:
                       seed=args.seed, threads=args.threads, batch_size=args.batch_size,
                       bn_shards=args.bn_shards, resume=args.resume, quiet=args.quiet)
     sn_dir = train_supernet(cfg)
-    if (sn_dir / "summary.json").exists() and _is_main():
+    if artifacts.exists("train summary", sn_dir) and _is_main():
         print(final_summary_line(sn_dir))
     return 0
 

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .._io import read_json, sha256_file, write_json
+from .. import artifacts
+from .._io import read_json, sha256_file
 from ..errors import ArtifactError, ConfigError, UsageError
 from .arena import measure_arena
 from .convert import export_int8
 from .compare import crosscheck
 
-REPORT_NAME = "export_report.json"
+REPORT_NAME = artifacts.path("export report", ".").name
 EXPORT_DEFAULTS = {"data_spec": None, "seed": 0, "max_drop_points": 2.0, "num_calib": 200, "opset": 13,
                    "patches": "off"}
 # Settings keyed only when not at their default, so keys of earlier exports stay valid.
@@ -67,12 +68,11 @@ def parse_arch(text_or_arch, space=None):
 
 
 def _dataset_spec(supernet_dir: Path, data_spec: str | None) -> tuple[str, int, str | None]:
-    summary_path = supernet_dir / "summary.json"
-    summary = read_json(summary_path) if summary_path.exists() else {}
+    summary = artifacts.read("train summary", supernet_dir) if artifacts.exists("train summary", supernet_dir) else {}
     if data_spec is None:
         data_spec = summary.get("data")
         if not data_spec:
-            raise UsageError(f"{summary_path} records no dataset, so the export does not know its data",
+            raise UsageError(f"{artifacts.path('train summary', supernet_dir)} records no dataset, so the export does not know its data",
                              hint="pass --data SPEC (the dataset the supernet was trained on)")
     return str(data_spec), int(summary.get("data_seed", 0)), summary.get("fingerprint")
 
@@ -194,7 +194,7 @@ def export_subnet(supernet_dir: str | os.PathLike, arch, out_dir: str | os.PathL
         "tool_versions": res.tool_versions,
         "torch_threads": torch.get_num_threads(),
     }
-    write_json(out_dir / REPORT_NAME, report)
+    artifacts.write("export report", out_dir, report)
     cc.raise_if_failed()
     return report
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from .. import _io
+from .. import _io, artifacts
 from ..boards import Board
 from ..escape import md_code, md_text
 
@@ -77,9 +77,9 @@ def write_deploy_report(board: Board, supernet_dir: Path, board_dir: Path, *, mi
     from ..costs import layer_costs
     from ..supernet.space import SearchSpace, SubnetArch
 
-    search = _io.read_json(board_dir / "search.json")
-    export = _io.read_json(board_dir / "export_report.json")
-    check = _io.read_json(board_dir / "check_report.json") if (board_dir / "check_report.json").exists() else None
+    search = artifacts.read("search result", board_dir)
+    export = artifacts.read("export report", board_dir)
+    check = artifacts.read("check report", board_dir) if artifacts.exists("check report", board_dir) else None
     arch = SubnetArch.from_dict(search["arch"])
     space = SearchSpace.load(supernet_dir / "space.json")
     layers = layer_costs(space, arch, board)
@@ -94,7 +94,7 @@ def write_deploy_report(board: Board, supernet_dir: Path, board_dir: Path, *, mi
                    for k, v in stage_records.items()},
         "plots": plots, "firmware": str(board_dir / "firmware"),
     }
-    _io.write_json(board_dir / "report.json", report)
+    artifacts.write("deploy report", board_dir, report)
     _io.write_text(board_dir / "report.md", _markdown(report, board))
     return report
 

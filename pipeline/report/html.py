@@ -42,16 +42,22 @@ def catalog_html(data: dict, plots: dict[str, Path] | None = None, compute: dict
     rows = []
     for r in data["boards"]:
         core = f"{_e(r['core'])} @ {r['clock_mhz']:g} MHz"
+        lb = r.get("latency_budget_ms")
+        lat_b = "none" if lb is None else f"{lb:g}"
         if not r.get("fits"):
             rows.append(f'<tr class="nofit" data-board="{_e(r["board"])}"><td class="l">{_e(r["board"])}</td>'
-                        f'<td class="l">{core}</td><td class="l" colspan="8">no subnet fits: {_e(r.get("error", ""))}</td></tr>')
+                        f'<td>{lat_b}</td><td class="l">{core}</td><td class="l" colspan="9">no subnet fits: '
+                        f'{_e(r.get("error", ""))}</td></tr>')
             continue
+        err = r.get("predicted_minus_measured_points")
         m, p, b, mg = r["measured"], r["predicted"], r["budget"], r.get("margins", {})
         acc = "-" if m.get("int8_acc") is None else f"{100 * m['int8_acc']:.2f}%"
         energy = r.get("energy_uj_per_inference")
         rows.append(
-            f'<tr data-board="{_e(r["board"])}"><td class="l">{_e(r["board"])}</td><td class="l">{core}</td>'
+            f'<tr data-board="{_e(r["board"])}"><td class="l">{_e(r["board"])}</td><td>{lat_b}</td>'
+            f'<td class="l">{core}</td>'
             f'<td class="l"><code>{_e(r["arch"])}</code></td><td>{acc}</td>'
+            f'<td>{"-" if err is None else f"{err:+.2f}"}</td>'
             f'<td>{_kib(m.get("sram_bytes"))} / {_kib(b.get("sram_bytes"))}</td>'
             f'<td>{_kib(m.get("flash_bytes"))} / {_kib(b.get("flash_bytes"))}</td>'
             f'<td>{p["latency_ms"]:.1f}</td>'
@@ -70,15 +76,19 @@ def catalog_html(data: dict, plots: dict[str, Path] | None = None, compute: dict
         "<h1>ofa-mcu catalog</h1>",
         f'<p class="muted">Supernet <code>{_e(data.get("supernet", ""))}</code>'
         + (f", latency budget {lat:g} ms" if lat else "")
-        + f'. {len(data["boards"])} boards, {data.get("distinct_archs", "?")} distinct subnets. '
+        + (", latency budgets " + ", ".join("none" if b is None else f"{b:g} ms" for b in data["latency_budgets_ms"])
+           if len(data.get("latency_budgets_ms") or []) > 1 else "")
+        + f'. {len(data["boards"])} deployments, {data.get("distinct_archs", "?")} distinct subnets. '
           f"Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>",
-        "<h2>Best subnet per board</h2>",
+        "<h2>Best subnet per board and latency budget</h2>",
         f'<p class="muted">SRAM and flash {_label("measured")} on the exported int8 model on the host runtime '
         f'(arena from the TFLite Micro Python runtime; flash = model file + runtime and app code from the flash '
         f'model); no firmware ran for this table; latency and energy {_label("estimated")} by the cost model; '
-        "accuracy is int8 TFLite Micro on the test split. Margins are budget minus use.</p>",
-        '<table id="catalog"><thead><tr><th class="l">board</th><th class="l">core</th><th class="l">subnet</th>'
-        "<th>int8 acc</th><th>SRAM KiB used / budget</th><th>flash KiB used / budget</th>"
+        "accuracy is int8 TFLite Micro on the test split; predicted - int8 compares it with the accuracy predictor's "
+        "figure (float, labels on images disjoint from its BN re-calibration images). Margins are budget minus use.</p>",
+        '<table id="catalog"><thead><tr><th class="l">board</th><th>latency budget ms</th><th class="l">core</th>'
+        '<th class="l">subnet</th><th>int8 acc</th><th>predicted - int8 (points)</th><th>SRAM KiB used / budget</th>'
+        "<th>flash KiB used / budget</th>"
         "<th>latency ms</th><th>margin KiB SRAM / flash</th><th>MMACs</th><th>energy µJ / inference</th>"
         "</tr></thead><tbody>", *rows, "</tbody></table>",
     ]

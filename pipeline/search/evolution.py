@@ -28,6 +28,8 @@ from ..errors import BudgetError, ConfigError
 from ..supernet.space import SearchSpace, SubnetArch
 
 SRAM_MODELS = ("firmware", "device")
+OBJECTIVES = ("accuracy", "latency", "energy")
+DEFAULT_TOLERANCE_POINTS = 1.0   # --objective latency|energy without --tolerance
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class _Genes:
         for _ in range(self.n_st * self.dmax):
             self.choices += [space.kernel_sizes, space.expand_ratios]
         self.sizes = np.array([len(c) for c in self.choices])
+        self._memo: dict[bytes, SubnetArch] = {}   # genes -> arch (building a SubnetArch validates every field)
 
     def random(self, rng: np.random.Generator) -> np.ndarray:
         return (rng.random(len(self.sizes)) * self.sizes).astype(np.int64)
@@ -130,6 +133,13 @@ class _Genes:
         return np.array(g, dtype=np.int64)
 
     def to_arch(self, g: np.ndarray) -> SubnetArch:
+        key = np.asarray(g, dtype=np.int64).tobytes()
+        arch = self._memo.get(key)
+        if arch is None:
+            arch = self._memo[key] = self._to_arch(g)
+        return arch
+
+    def _to_arch(self, g: np.ndarray) -> SubnetArch:
         s = self.space
         widths, kernels, expands = [], [], []
         for i in range(self.n_st):
@@ -190,13 +200,23 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
            generations: int = 40, parents: int = 25, mutation_prob: float = 0.1, n_mutate: int = 50,
            n_crossover: int = 50, seed: int = 0, calibration: Any = None, sram_model: str = "firmware",
            max_tries: int = 200, keep_ranked: int = 50, patches: str = "off",
-           progress: Callable[[int, int, float], None] | None = None) -> SearchResult:
-    """Most accurate (predicted) arch within the board's budgets.
+           objective: str = "accuracy", tolerance: float | None = None,
+           progress: Callable[[int, int, float], None] | None = None, progress_lines: bool = False,
+           progress_every_s: float = 5.0) -> SearchResult:
+    """Most accurate (predicted) arch within the board's budgets, or the cheapest one close to it.
+
+    objective "accuracy" (default): the arch with the best predicted accuracy (the ensemble's
+    pessimistic score, `AccuracyPredictor.score`). "latency" / "energy": first the most accurate as
+    above, then a second evolution (same length) for the lowest predicted latency / energy per inference
+    among archs whose score is within `tolerance` points (default 1.0) of that best; `ranked` then lists
+    those archs cheapest first, followed by the rest by score. Energy = latency x the board's active
+    power (datasheet), so on one board it orders archs as latency does; it needs `active_power_mw`.
 
     sram_model "firmware" (default) compares the arena the generated firmware will reserve (codegen's
     rule on the 64-bit arena) + app buffers with the SRAM budget; "device" uses the 32-bit CMSIS-NN
     replay instead (the true need, for users who size the arena themselves).
-    `progress(generation, generations, best_acc)` is called after every generation.
+    `progress(generation, generations, best)` is called after every generation; `progress_lines` prints
+    a line to stderr every `progress_every_s` seconds (pipeline.search.progress) for logs and pipes.
     patches: "off", "auto" or a fixed "RxC[@bK]": an arch whose unpatched model exceeds the SRAM budget
     is costed again as a patched model (`pipeline.costs.patches`), so patching is one more search
     dimension (split depth and grid chosen per arch); the candidate records its plan in `patches`.
@@ -209,6 +229,18 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
         raise ConfigError(f"need 1 <= parents ({parents}) <= population ({population}) and population >= 2")
     if not 0.0 <= mutation_prob <= 1.0:
         raise ConfigError(f"mutation_prob must be in [0, 1], got {mutation_prob}")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if tolerance is not None and (not math.isfinite(tolerance) or tolerance < 0):
+        raise ConfigError(f"tolerance must be a finite number of points >= 0, got {tolerance}")
+    if objective == "accuracy" and tolerance:
+        raise ConfigError("a tolerance needs a cost to minimise: use objective latency or energy",
+                          hint="--objective latency --tolerance 1 picks the fastest arch within 1 point")
+    if objective == "energy" and not getattr(board, "active_power_mw", None):
+        raise ConfigError(f"board '{board.id}' has no active power figure (active_power_mw), so no energy "
+                          f"estimate", hint="use --objective latency, or add run current to the board file")
+    if objective != "accuracy" and tolerance is None:
+        tolerance = DEFAULT_TOLERANCE_POINTS
     t0 = time.perf_counter()
     budget = resolve_budget(board, sram_bytes=sram_bytes, flash_bytes=flash_bytes, latency_ms=latency_ms)
     lat_model: LatencyModel = load_calibration(calibration, board.core, board.id)
@@ -256,8 +288,26 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
                 return g
         return genes.from_arch(smallest)
 
-    # Initial population: random feasible archs (the smallest when the budget is too tight to find any).
-    pop = [draw(lambda: genes.random(rng)) for _ in range(population)]
+    # Initial population: random feasible archs. Under a tight budget few random archs fit (1-3% at 50 ms
+    # on a 64 MHz M4), and 200 draws per member cost a minute; so after `random_tries` misses a member is
+    # a mutant (30% of genes redrawn) of a feasible member found so far (the smallest arch at first).
+    random_tries = 20
+
+    def draw_initial(found: list[np.ndarray]) -> np.ndarray:
+        for _ in range(random_tries):
+            g = genes.random(rng)
+            if feasible(genes.to_arch(g)):
+                return g
+        base = found or [genes.from_arch(smallest)]
+
+        def near() -> np.ndarray:
+            p = base[rng.integers(len(base))]
+            return np.where(rng.random(len(p)) < 0.3, genes.random(rng), p)
+        return draw(near)
+
+    pop: list[np.ndarray] = []
+    for _ in range(population):
+        pop.append(draw_initial(pop))
 
     # Fitness: the predictor's `score` when it has one (a pessimistic ensemble estimate, see
     # predictor.AccuracyPredictor), else its prediction. Candidates report the plain prediction too.
@@ -276,29 +326,84 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
         evaluate(archs)
         return np.array([acc_cache[a] for a in archs])
 
-    history: list[float] = []
-    accs = score(pop)
-    for gen in range(generations):
-        order = np.argsort(-accs, kind="stable")[:parents]
-        par = [pop[i] for i in order]
-        children = []
+    def evolve(pop: list[np.ndarray], rank: Callable[[list[np.ndarray]], np.ndarray], phase: str,
+               accept: Callable[[SubnetArch], bool] = lambda a: True) -> list[float]:
+        """OFA's loop: keep the `parents` best by `rank` (higher is better), add mutants and crossovers
+        that are feasible and pass `accept` (else a parent is kept). Returns the best rank per generation."""
+        hist: list[float] = []
+        vals = rank(pop)
+        for gen in range(generations):
+            order = np.argsort(-vals, kind="stable")[:parents]
+            par = [pop[i] for i in order]
 
-        def mutate() -> np.ndarray:
-            p = par[rng.integers(len(par))]
-            mask = rng.random(len(p)) < mutation_prob
-            return np.where(mask, genes.random(rng), p)
+            def ok(g: np.ndarray) -> bool:
+                a = genes.to_arch(g)
+                return feasible(a) and accept(a)
 
-        def cross() -> np.ndarray:
-            a, b = par[rng.integers(len(par))], par[rng.integers(len(par))]
-            return np.where(rng.random(len(a)) < 0.5, a, b)
+            def pick(make: Callable[[], np.ndarray]) -> np.ndarray:
+                for _ in range(max_tries):
+                    g = make()
+                    if ok(g):
+                        return g
+                return par[rng.integers(len(par))]
 
-        children += [draw(mutate) for _ in range(n_mutate)]
-        children += [draw(cross) for _ in range(n_crossover)]
-        pop = par + children
-        accs = score(pop)
-        history.append(float(accs.max()))
-        if progress:
-            progress(gen + 1, generations, history[-1])
+            def mutate() -> np.ndarray:
+                p = par[rng.integers(len(par))]
+                mask = rng.random(len(p)) < mutation_prob
+                return np.where(mask, genes.random(rng), p)
+
+            def cross() -> np.ndarray:
+                a, b = par[rng.integers(len(par))], par[rng.integers(len(par))]
+                return np.where(rng.random(len(a)) < 0.5, a, b)
+
+            children = [pick(mutate) for _ in range(n_mutate)] + [pick(cross) for _ in range(n_crossover)]
+            pop = par + children
+            vals = rank(pop)
+            hist.append(float(vals.max()))
+            if progress:
+                progress(gen + 1, generations, hist[-1])
+            if lines is not None:
+                best = (f"best {100 * hist[-1]:.2f}% predicted" if phase == "accuracy" else
+                        f"cheapest {-hist[-1]:.2f} {'ms' if objective == 'latency' else 'uJ'} within "
+                        f"{tolerance:g} points")
+                lines.update(gen + 1, f"{phase} generation {gen + 1}/{generations}, {len(costs)} archs "
+                                      f"evaluated, {best}")
+        return hist
+
+    lines = None
+    if progress_lines:
+        from .progress import ProgressLines
+        lines = ProgressLines(f"search {board.id}", generations, every_s=progress_every_s, eta=False)
+
+    history = evolve(pop, score, "accuracy")
+
+    def cost_of(a: SubnetArch) -> float:
+        lat = costs[a].costs.latency_ms
+        return lat if objective == "latency" else lat * float(board.active_power_mw)   # ms x mW = uJ
+
+    reference = None
+    if objective != "accuracy":
+        # The most accurate arch found sets the accuracy floor; phase 2 minimises the cost above it.
+        evaluate([a for a, c in costs.items() if c is not None])
+        reference = max((a for a, c in costs.items() if c is not None),
+                        key=lambda a: (acc_cache[a], -costs[a].sram_bytes, str(a)))
+        floor = acc_cache[reference] - tolerance / 100.0 - 1e-12
+
+        def within(a: SubnetArch) -> bool:
+            evaluate([a])
+            return acc_cache[a] >= floor
+
+        def cheap(gs: list[np.ndarray]) -> np.ndarray:
+            archs = [genes.to_arch(g) for g in gs]
+            evaluate(archs)
+            return np.array([-cost_of(a) if acc_cache[a] >= floor else -math.inf for a in archs])
+
+        pool = sorted((a for a, c in costs.items() if c is not None and acc_cache[a] >= floor), key=cost_of)
+        pop2 = [genes.from_arch(a) for a in pool[:population]]
+        pop2 += [genes.from_arch(reference)] * (population - len(pop2))
+        if lines is not None:
+            lines = ProgressLines(f"search {board.id}", generations, every_s=progress_every_s, eta=False)
+        history += evolve(pop2, cheap, objective, accept=within)
 
     feasible = [arch for arch, cand in costs.items() if cand is not None]
     evaluate(feasible)
@@ -306,11 +411,23 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
                                 costs[a].patches) for a in feasible]
     # Best fitness first; ties broken by lower SRAM, then by id, so the order is reproducible.
     feasible_cands.sort(key=lambda c: (-c.fitness, c.sram_bytes, str(c.arch)))
+    ref_cand = feasible_cands[0]
+    if reference is not None:
+        ref_cand = next(c for c in feasible_cands if c.arch == reference)
+        close = [c for c in feasible_cands if c.fitness >= floor]
+        close.sort(key=lambda c: (cost_of(c.arch), -c.fitness, str(c.arch)))
+        rest = [c for c in feasible_cands if c.fitness < floor]
+        feasible_cands = close + rest
+    params = {"population": population, "generations": generations, "parents": parents,
+              "mutation_prob": mutation_prob, "n_mutate": n_mutate, "n_crossover": n_crossover,
+              "seed": seed, "sram_model": sram_model, "latency_model": lat_model.source,
+              "patches": str(patch_spec), "objective": objective, "tolerance_points": tolerance}
+    if reference is not None:
+        params["most_accurate"] = {"arch": str(ref_cand.arch), "fitness": ref_cand.fitness,
+                                   "predicted_acc": ref_cand.predicted_acc,
+                                   "latency_ms": ref_cand.costs.latency_ms, objective: cost_of(ref_cand.arch),
+                                   "within_tolerance": len(close)}
     return SearchResult(
         board=board.id, budget=budget, best=feasible_cands[0], ranked=feasible_cands[:keep_ranked],
         pareto=_pareto(feasible_cands), history=history, evaluated=len(costs),
-        seconds=time.perf_counter() - t0,
-        params={"population": population, "generations": generations, "parents": parents,
-                "mutation_prob": mutation_prob, "n_mutate": n_mutate, "n_crossover": n_crossover,
-                "seed": seed, "sram_model": sram_model, "latency_model": lat_model.source,
-                "patches": str(patch_spec)})
+        seconds=time.perf_counter() - t0, params=params)

@@ -22,14 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .._io import append_jsonl, read_json, write_bytes, write_json
+from .. import artifacts
+from .._io import append_jsonl, write_bytes
 from ..costs import APP_SRAM_BYTES, runtime_code_bytes
 from ..costs.flash import APP_CODE_BYTES
 from ..errors import AccuracyGateError, BudgetError, ExportError
 from ..supernet.space import SearchSpace, SubnetArch
 from .evolution import Budget, Candidate, SearchResult, search
 
-EXPORT_REPORT = "export_report.json"
+EXPORT_REPORT = artifacts.filename("export report")
 
 
 @dataclass
@@ -65,12 +66,25 @@ class Selection:
                 "latency_ms": (None if self.budget.latency_ms is None
                                else self.budget.latency_ms - self.candidate.costs.latency_ms)}
 
+    @property
+    def predicted_minus_measured(self) -> float | None:
+        """Predicted (float, predictor labels) minus measured (int8 TFLite Micro, test split) accuracy, in points."""
+        return prediction_error(self.candidate.predicted_acc, self.measured.int8_acc)
+
     def to_dict(self) -> dict:
         return {"board": self.board, "arch": self.arch.to_dict(), "budget": self.budget.to_dict(),
                 "predicted": self.candidate.to_dict(self.budget), "measured": self.measured.to_dict(),
+                "predicted_minus_measured_points": self.predicted_minus_measured,
                 "measured_margins": self.margins, "export_dir": str(self.export_dir),
                 "attempts": self.attempts,
                 "search": None if self.search is None else self.search.to_dict(top=10)}
+
+
+def prediction_error(predicted_acc: float | None, int8_acc: float | None) -> float | None:
+    """Predicted minus measured int8 accuracy in points (None when either is missing)."""
+    if predicted_acc is None or int8_acc is None or predicted_acc != predicted_acc:
+        return None
+    return round(100.0 * (float(predicted_acc) - float(int8_acc)), 3)
 
 
 def measured_costs(export_dir: Path, board) -> Measured:
@@ -79,7 +93,7 @@ def measured_costs(export_dir: Path, board) -> Measured:
     from ..codegen.ops import op_label
     from ..tflite.model_info import read_tflite
 
-    report = read_json(export_dir / EXPORT_REPORT)
+    report = artifacts.read("export report", export_dir)
     host = int(report["arena"]["min_arena_bytes"])
     info, data = read_tflite(export_dir / "model_int8.tflite")
     fw = plan_arena(info, board.core, host).bytes
@@ -102,7 +116,7 @@ def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callab
     supernet_dir = Path(supernet_dir).resolve()
     rep = d / EXPORT_REPORT
     if rep.exists() and (d / "model_int8.tflite").exists():
-        r = read_json(rep)
+        r = artifacts.read("export report", rep, fields=("passed",))
         if r.get("passed") and r.get("cache_key") == export_key(supernet_dir, arch, **export_kwargs):
             return d
     if export_fn is None:
@@ -196,9 +210,12 @@ def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, p
             if (d / name).exists():
                 write_bytes(out_dir / name, (d / name).read_bytes())
         sel = Selection(board.id, cand.arch, cand, m, budget, d, attempts, result)
-        write_json(out_dir / "search.json", sel.to_dict())
+        artifacts.write("search result", out_dir, sel.to_dict())
+        err = sel.predicted_minus_measured
+        acc = ("" if err is None else f"; accuracy {100 * cand.predicted_acc:.2f}% predicted, "
+               f"{100 * m.int8_acc:.2f}% int8 measured (test split): predicted - measured {err:+.2f} points")
         say(f"fits {cand.arch}: SRAM {m.sram_bytes} / {budget.sram_bytes} B, flash {m.flash_bytes} / "
-            f"{budget.flash_bytes} B")
+            f"{budget.flash_bytes} B{acc}")
         return sel
     raise BudgetError(
         f"none of the {min(len(ranked), max_candidates)} best candidates for board '{board.id}' fits once "

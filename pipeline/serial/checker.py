@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import append_jsonl, folder_lock, read_jsonl, write_json
+from .. import artifacts
+from .._io import append_jsonl, folder_lock, read_jsonl
 from ..boards import Board, load_board
 from ..errors import AccuracyGateError, ModelMismatchError, UsageError
 from ..tflite.model_info import ModelInfo, inspect_tflite
@@ -29,7 +30,7 @@ from .link import open_port
 from .reference import TflmRunner
 from .sim import SimOptions
 
-LOG_NAME, REPORT_NAME = "check.jsonl", "check_report.json"
+LOG_NAME, REPORT_NAME = "check.jsonl", artifacts.path("check report", ".").name
 _NP_DTYPES = {"INT8": np.int8, "INT16": np.int16}
 KEEP_LOGITS = 256  # logits up to this many classes are kept in the log
 
@@ -155,7 +156,7 @@ def _run_locked(port, model_path, model, data_spec, data: CheckData, n, out_dir,
     report = _report(model_path, model, data_spec, fingerprint, data, info, board, port, baud, n, done,
                      session_s, len(todo), link, errors, gate, sim)
     report["emulator"] = emulator
-    write_json(out_dir / REPORT_NAME, report)
+    artifacts.write("check report", out_dir, report)
     log(report["summary"])
     if not report["gate"]["passed"]:
         raise AccuracyGateError(

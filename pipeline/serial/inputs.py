@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import read_json
+from .. import artifacts
 from ..contract import InputContract, TensorContract
 from ..data.tensors import check_classes, load_tensors, match_input, npz_dtype
 from ..errors import ArtifactError, InputContractError, UsageError
@@ -42,10 +42,10 @@ def load_contract(model_path: str | os.PathLike, model: ModelInfo) -> InputContr
     if len(shape) != 4 or shape[0] != 1:
         raise ArtifactError(f"{model_path}: input shape {shape} is not (1, H, W, C)",
                             hint="an image contract needs an NHWC input; give other models npz tensor data")
-    report = Path(model_path).with_name("export_report.json")
+    report = artifacts.path("export report", Path(model_path).parent)
     if report.exists():
-        d = read_json(report)
-        if "input_contract" in d and d["input_contract"].get("layout", "NHWC") == "NHWC":
+        d = artifacts.read("export report", report, fields=("input_contract",))
+        if d["input_contract"].get("layout", "NHWC") == "NHWC":
             c = InputContract.from_dict(d["input_contract"])
             if c.shape != tuple(shape):
                 raise ArtifactError(f"{report}: input contract shape {c.shape} does not match the model's "

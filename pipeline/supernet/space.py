@@ -427,3 +427,44 @@ def params(space: SearchSpace, arch: SubnetArch) -> int:
 def spectrogram_fields(height: int, width: int) -> dict:
     """SearchSpace fields for a fixed-size spectrogram input (resolution elasticity off)."""
     return {"resolutions": (int(height),), "input_width": int(width)}
+
+
+# -- the default space for a dataset ----------------------------------------------------------------
+MAX_DEFAULT_RESOLUTION = 96   # larger images are downscaled (with a message): 96 px at the widest
+                              # geometry below already needs ~660 KiB of SRAM, the largest boards' size
+# From 48 px up the network is widened (stem 32; stages 32/48/64/80 at width 1.0) so the largest subnet
+# needs more SRAM than the smallest board has (255 KiB at 48 px, 360 KiB at 64, 660 KiB at 96, firmware
+# arena + app buffers) while the smallest (0.35 width, depth 2, 2/3 of the native size) stays under
+# 150 KiB. Smaller images keep the narrower default geometry: at <= 32 px every subnet of either
+# geometry fits 232 KiB, and the wide one costs ~2x the training compute.
+WIDE_GEOMETRY = {"stem_channels": 32,
+                 "stages": (StageSpec(32, 2), StageSpec(48, 2), StageSpec(64, 2), StageSpec(80, 1))}
+
+
+def default_resolutions(native: int) -> tuple[int, ...]:
+    """Elastic input sizes for images of `native` px (the larger side): the native size on top (capped
+    at MAX_DEFAULT_RESOLUTION), then about 5/6 and 2/3 of it. Tiny images (< 24 px, the 8x8 digits)
+    are upsampled to the 24-32 px the stride-16 network needs."""
+    top = min(int(native), MAX_DEFAULT_RESOLUTION)
+    if top <= 32:
+        return (24, 28, 32)
+    q = 8 if top >= 48 else 4
+    top = top // q * q
+    return tuple(sorted({max(24, int(round(top * f / q)) * q) for f in (2 / 3, 5 / 6)} | {top}))
+
+
+def default_space(native_hw: tuple[int, int], in_channels: int, num_classes: int) -> SearchSpace:
+    """The default space for square-resized images of `native_hw` (height, width) pixels."""
+    res = default_resolutions(max(native_hw))
+    geometry = WIDE_GEOMETRY if max(res) >= 48 else {}
+    return SearchSpace(in_channels=in_channels, num_classes=num_classes, resolutions=res, **geometry)
+
+
+def resolution_note(space: SearchSpace, native_hw: tuple[int, int]) -> str | None:
+    """A message when the space's largest input is smaller than the data (images are downscaled), else None."""
+    h, w = int(native_hw[0]), int(native_hw[1])
+    top_h, top_w = space.input_size(max(space.resolutions))
+    if top_h < h or top_w < w:
+        return (f"images are {h}x{w} px but the search space's largest input is {top_h}x{top_w} px: "
+                f"every image is downscaled (set \"resolutions\" in a --space file to keep more pixels)")
+    return None

@@ -25,12 +25,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._io import append_jsonl, atomic_path, read_json, write_json, write_text
+from .. import artifacts
+from .._io import append_jsonl, atomic_path, write_json, write_text
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError, UsageError
 from ..supernet.model import OFASupernet, build_supernet
 from ..supernet.sorting import sort_expand_channels, sort_width_channels
-from ..supernet.space import SearchSpace, spectrogram_fields
+from ..supernet.space import SearchSpace, default_space, resolution_note, spectrogram_fields
 from ..supernet.store import load_state, save_supernet
 from .bn import calibrate_bn
 from .distributed import DistInfo, init_distributed, shutdown
@@ -70,14 +71,21 @@ class TrainConfig:
 # -- config resolution ----------------------------------------------------------------------------
 def resolve_space(spec, ds: Dataset) -> SearchSpace:
     if spec is None:
-        # A spectrogram dataset (audio features) gets a fixed non-square input; images stay square.
-        geometry = spectrogram_fields(*ds.native_resolution) if ds.features else {}
-        return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes, **geometry)
-    space = spec if isinstance(spec, SearchSpace) else SearchSpace.load(spec)
+        # A spectrogram dataset (audio features) gets a fixed non-square input; images follow their size
+        # (supernet.space.default_space: native 48/64/96 px used, larger ones downscaled with a message).
+        if ds.features:
+            return SearchSpace(in_channels=ds.channels, num_classes=ds.num_classes,
+                               **spectrogram_fields(*ds.native_resolution))
+        space = default_space(ds.native_resolution, ds.channels, ds.num_classes)
+    else:
+        space = spec if isinstance(spec, SearchSpace) else SearchSpace.load(spec)
     for name, want in (("in_channels", ds.channels), ("num_classes", ds.num_classes)):
         if getattr(space, name) != want:
             raise ConfigError(f"search space: field '{name}' = {getattr(space, name)} but dataset "
                               f"'{ds.spec}' has {want}", hint=f"set \"{name}\": {want} in the space file")
+    note = None if ds.features else resolution_note(space, ds.native_resolution)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return space
 
 
@@ -263,8 +271,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     ys = torch.from_numpy(train.y)
     monitor = _Monitor(ds, space, min(cfg.eval_images, 200), cfg.seed) if info.is_main and cfg.epoch_eval else None
     if by_minutes:
-        recorded = read_json(run_dir / "config.json") if (ckpt_path.exists() and
-                                                          (run_dir / "config.json").exists()) else {}
+        recorded = (artifacts.read("train config", run_dir)
+                    if ckpt_path.exists() and artifacts.exists("train config", run_dir) else {})
         if recorded.get("budget") == str(cfg.budget) and recorded.get("schedule"):
             # Resume keeps the phase lengths derived when the run started (they depend on this
             # machine's speed then), so the continued run is the same schedule.
@@ -287,10 +295,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
     described = cfg.describe(space, schedule, shards, info.world_size)
     ckpt = None
     if ckpt_path.exists():
-        _check_resume_config(read_json(run_dir / "config.json"), described, run_dir / "config.json")
+        _check_resume_config(artifacts.read("train config", run_dir), described, artifacts.path("train config", run_dir))
         ckpt = load_state(ckpt_path)
     if info.is_main:
-        write_json(run_dir / "config.json", described)
+        artifacts.write("train config", run_dir, described)
         write_json(sn_dir / "space.json", space.to_dict())
         write_json(sn_dir / "schedule.json", schedule.to_dict())
 
@@ -433,7 +441,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> Path:
                    "epochs": schedule.total_epochs, "final": final, "wall_time_s": round(wall, 1),
                    "rank_max_abs_diff": rank_diff,
                    "torch": torch.__version__}
-        write_json(sn_dir / "summary.json", summary)
+        artifacts.write("train summary", sn_dir, summary)
     return sn_dir
 
 
@@ -449,7 +457,7 @@ def _rank_divergence(supernet: OFASupernet) -> float:
 
 
 def final_summary_line(sn_dir: Path) -> str:
-    s = read_json(Path(sn_dir) / "summary.json")
+    s = artifacts.read("train summary", sn_dir)
     f = s["final"]
     return (f"trained {sn_dir}: largest {f['largest']['test_acc'] * 100:.1f}% / smallest "
             f"{f['smallest']['test_acc'] * 100:.1f}% test accuracy after BN re-calibration, "
