@@ -73,7 +73,7 @@ def _compute_account(supernet_dir: Path, data: dict, scratch: list[dict], n_boar
         "ofa-mcu total (CPU-s)": {"value": round(ofa_s, 1), "kind": "measured", "note": "sum of the above"},
         "from-scratch training per model (CPU-s)": {
             "value": round(scratch_mean, 1), "kind": "measured",
-            "note": f"mean of {len(scratch)} catalog archs trained alone for the epochs the largest net got: "
+            "note": f"mean of {len(scratch)} catalog archs trained alone for as many epochs as the whole supernet schedule: "
                     + ", ".join(f"{s['arch']} {s['seconds']:.0f} s ({100 * s['test_acc']:.1f}%)" for s in scratch)},
         "from scratch, all boards (CPU-s)": {"value": round(scratch_total, 1), "kind": "estimated",
                                              "note": f"({scratch_mean:.0f} s training + {export_mean:.0f} s export) "
@@ -113,7 +113,8 @@ def _scratch_trainings(supernet_dir: Path, data: dict, count: int, seed: int) ->
     schedule = Schedule.load(supernet_dir / "schedule.json")
     summary = artifacts.read("train summary", supernet_dir)
     ds = load_dataset(summary["data"], seed=int(summary.get("data_seed", 0)))
-    epochs = schedule.phases[0].epochs
+    # The same budget the supernet had: a baseline trained for fewer epochs would flatter the supernet.
+    epochs = schedule.total_epochs
     out = []
     for a in picks:
         acc, secs = train_scratch(space, SubnetArch.parse(a), ds, schedule, epochs=epochs,
@@ -165,7 +166,9 @@ def build_catalog(supernet_dir: str | os.PathLike, boards: Sequence, out_dir: st
     data["predictor_seconds"] = round(predictor_s, 2)
     _energy_per_inference(data, boards)
     scratch_path = out_dir / "scratch_trainings.json"
-    scratch = _io.read_json(scratch_path) if scratch_path.exists() else []
+    from .train import Schedule
+    total = Schedule.load(supernet_dir / "schedule.json").total_epochs
+    scratch = [s for s in (_io.read_json(scratch_path) if scratch_path.exists() else []) if s.get("epochs") == total]
     if len(scratch) < scratch_count:
         log(f"compute account: training {scratch_count} catalog archs from scratch for comparison")
         scratch = _scratch_trainings(supernet_dir, data, scratch_count, seed)

@@ -104,6 +104,11 @@ def test_real_catalog_page_with_compute_account_and_energy(tmp_path, trained_sup
     assert rows["from-scratch training per model (CPU-s)"]["kind"] == "measured"
     assert rows["amortization ratio (scratch / ofa-mcu)"]["kind"] == "estimated"
     assert rows["amortization ratio (scratch / ofa-mcu)"]["value"] > 0
+    # The scratch baseline gets the supernet's whole schedule, not only its first phase.
+    from pipeline.train import Schedule
+    total = Schedule.load(trained_supernet_dir / "schedule.json").total_epochs
+    scratch = json.loads((out / "scratch_trainings.json").read_text())
+    assert scratch and all(s["epochs"] == total for s in scratch)
     md = (out / "catalog.md").read_text()
     assert "amortization ratio" in md and "Energy per inference (estimated)" in md
 
