@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,28 +57,38 @@ def main() -> int:
         for board_id in args.boards:
             board = load_board(board_id)
             fw = generate_firmware(model, board, Path(tmp) / board_id)
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), _children_cpu_s()
             r = subprocess.run(["make", f"-j{args.jobs}", f"TFLM_DIR={args.tflm_dir}"], cwd=fw, env=env,
                                capture_output=True, text=True)
-            seconds = time.monotonic() - t0
+            seconds, cpu = time.monotonic() - t0, _children_cpu_s() - c0
             if r.returncode != 0:
                 raise RuntimeError(r.stdout[-3000:] + r.stderr[-3000:])
             key = (board.core, board.fpu)
             cached = key in seen_cores
             rows.append({"board": board_id, "core": board.core, "fpu": board.fpu, "seconds": round(seconds, 1),
+                         "cpu_seconds": round(cpu, 1),
                          "library_cached_before": cached,
                          "jobserver_warning": "jobserver unavailable" in r.stdout + r.stderr})
             seen_cores.add(key)
-            print(f"{board_id:<18} {board.core:<11} {seconds:7.1f} s"
+            print(f"{board_id:<18} {board.core:<11} {seconds:7.1f} s wall, {cpu:6.1f} s CPU"
                   f"{' (second folder on this core)' if cached else ''}", flush=True)
     second = [r["seconds"] for r in rows if r["library_cached_before"]]
+    second_cpu = [r["cpu_seconds"] for r in rows if r["library_cached_before"]]
     result = {"rows": rows, "jobs": args.jobs, "second_board_max_s": max(second) if second else None,
+              "second_board_max_cpu_s": max(second_cpu) if second_cpu else None,
               "target_s": TARGET_SECOND_S, "met": bool(second) and max(second) < TARGET_SECOND_S,
               "load_average": os.getloadavg(),
               "machine": {"nproc": os.cpu_count(), "platform": platform.platform()}}
     print(f"second board on the same core: max {result['second_board_max_s']} s (target < {TARGET_SECOND_S} s)")
     write_json(args.out, result)
     return 0
+
+
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of finished child processes (make, the compilers): on a loaded machine
+    the wall time measures the load, this the work."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 if __name__ == "__main__":
