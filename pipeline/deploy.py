@@ -55,7 +55,7 @@ def _tool_status(board: Board, port: str | None, fw_dir: Path | None = None) -> 
 
     build = None
     if shutil.which("arm-none-eabi-gcc") is None:
-        build = "arm-none-eabi-gcc not found (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi)"
+        build = "arm-none-eabi-gcc not found (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib)"
     elif not (os.environ.get("TFLM_DIR") or (fw_dir is not None and remembered_tflm_dir(fw_dir))):
         build = "TFLM_DIR is not set (run `make tflm` in the firmware folder for how to get a TFLite Micro tree)"
     if build:

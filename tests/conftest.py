@@ -75,7 +75,7 @@ def trained_supernet_dir(tmp_path_factory) -> Path:
 # -- one closing line that says what was skipped and how to enable it (make test on a bare machine) --
 SKIP_HOWTO = (  # (words in the skip reason, what is missing, how to get it); first match wins
     (("TFLM_DIR",), "TFLM_DIR", "export TFLM_DIR=<tflite-micro tree>; `make -C fw tflm` prints how"),
-    (("arm-none-eabi",), "arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"),
+    (("arm-none-eabi",), "arm-none-eabi-gcc", "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib"),
     (("qemu",), "qemu-system-arm", "apt-get install qemu-system-arm"),
     (("chromium",), "chromium", "apt-get install chromium"),
     (("C compiler", "C++ compiler", "host C"), "a host C/C++ compiler", "apt-get install gcc g++"),
@@ -108,3 +108,15 @@ def pytest_unconfigure(config):
         return
     parts = [f"{n} need {tool}" + (f" ({how})" if how else "") for tool, how, n in skip_groups(reasons)]
     reporter.write_line(f"skipped {len(reasons)}: " + "; ".join(parts))
+
+
+@pytest.fixture(autouse=True)
+def _boards_env_restored():
+    """`main(["--boards-dir", D, ...])` in-process exports D in OFA_MCU_BOARDS_DIR (for child processes);
+    without this, a test board would leak into every later test's board list."""
+    before = os.environ.get("OFA_MCU_BOARDS_DIR")
+    yield
+    if before is None:
+        os.environ.pop("OFA_MCU_BOARDS_DIR", None)
+    else:
+        os.environ["OFA_MCU_BOARDS_DIR"] = before

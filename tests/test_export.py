@@ -133,6 +133,7 @@ def test_arena_minimum_is_exact(stage_runs):
 def test_report_records_contract_ops_and_versions(stage_runs):
     arch, out, report = stage_runs["sampled"]
     on_disk = json.loads((out / "export_report.json").read_text())
+    assert on_disk.pop("artifact") == {"name": "export report", "version": 1}  # pipeline/artifacts.py's stamp
     assert on_disk == json.loads(json.dumps(report))
     assert on_disk["arch"]["id"] == str(arch)
     assert set(on_disk["tool_versions"]) >= {"torch", "onnx", "onnx2tf", "tensorflow-cpu", "tflite-micro"}

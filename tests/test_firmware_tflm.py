@@ -136,7 +136,8 @@ def test_reserved_arena_is_the_target_minimum_plus_slack(variant, board, tmp_pat
     slack = pytest.importorskip("pipeline.costs.arena", reason="the predicted-minimum arena rule (pipeline.costs"
                                 ".arena) is not in this tree").FIRMWARE_SLACK_BYTES
     assert slack <= max(256, reserved // 100)
-    assert reserved - minimum <= slack + 16, (reserved, minimum)  # + the 16-byte resolution of the bisection
+    # The whole spare over the true minimum (the slack, the prediction's excess, rounding to 16 B) is small.
+    assert reserved - minimum <= max(256, reserved // 100), (reserved, minimum)
 
 
 @pytest.mark.parametrize("board", [b.id for b in list_boards()])

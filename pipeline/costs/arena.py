@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from .graph import Graph, activation_floor_bytes, graph_from_tflite
 from .memory import ALIGN, ArenaEstimate, arena_bytes
 
-# What the generated firmware reserves on top of the predicted 32-bit minimum (issue #12: a small fixed
-# slack, <= 1 % or 256 B). Search, inspect and codegen all add exactly this.
-FIRMWARE_SLACK_BYTES = 256
+# What the generated firmware reserves on top of the predicted 32-bit minimum. Search, inspect and codegen
+# all add exactly this. Sized so the whole spare (reserved - true minimum) stays <= 256 B: in QEMU the
+# prediction was 20-36 B above the true minimum on Cortex-M4 and M7 (6 models, benchmarks/README.md),
+# and the arena is rounded up to 16 B: 192 + 36 + 15 = 243 B.
+FIRMWARE_SLACK_BYTES = 192
 
 
 def firmware_arena_bytes(cortex_m_min_bytes: int) -> int:
