@@ -120,3 +120,23 @@ def _boards_env_restored():
         os.environ.pop("OFA_MCU_BOARDS_DIR", None)
     else:
         os.environ["OFA_MCU_BOARDS_DIR"] = before
+
+
+@pytest.fixture(scope="module")
+def space():
+    """The default search space (test modules with a trained supernet override it)."""
+    from pipeline.supernet.space import SearchSpace
+    return SearchSpace()
+
+
+@pytest.fixture(scope="module")
+def proxy_predictor(space):
+    """A real MLP predictor fitted to a smooth stand-in for accuracy (log MACs), no supernet needed."""
+    import numpy as np
+
+    from pipeline.search.predictor import AccuracyPredictor, sample_archs
+    from pipeline.supernet.space import macs
+    archs = sample_archs(space, 120, seed=5)
+    y = np.array([np.log(macs(space, a)) for a in archs])
+    y = 0.5 + 0.4 * (y - y.min()) / (y.max() - y.min())
+    return AccuracyPredictor(space, hidden=64, seed=0).fit(archs, y, epochs=150)

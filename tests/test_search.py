@@ -11,27 +11,13 @@ from pipeline.errors import BudgetError
 from pipeline.search.encoding import encode, feature_size
 from pipeline.search.evolution import _pareto, search, smallest_costs
 from pipeline.search.predictor import AccuracyPredictor, collect_samples, sample_archs, train_predictor
-from pipeline.supernet.space import SearchSpace, macs
+from pipeline.supernet.space import SearchSpace
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     import torch
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def space():
-    return SearchSpace()
-
-
-@pytest.fixture(scope="module")
-def proxy_predictor(space):
-    """A real MLP predictor fitted to a smooth stand-in for accuracy (log MACs), no supernet needed."""
-    archs = sample_archs(space, 120, seed=5)
-    y = np.array([np.log(macs(space, a)) for a in archs])
-    y = 0.5 + 0.4 * (y - y.min()) / (y.max() - y.min())
-    return AccuracyPredictor(space, hidden=64, seed=0).fit(archs, y, epochs=150)
 
 
 def test_encoding_is_ofa_style(space):

@@ -25,20 +25,6 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def space():
-    return SearchSpace()
-
-
-@pytest.fixture(scope="module")
-def proxy_predictor(space):
-    """A real MLP predictor fitted to a smooth stand-in for accuracy (log MACs), no supernet needed."""
-    archs = sample_archs(space, 120, seed=5)
-    y = np.array([np.log(macs(space, a)) for a in archs])
-    y = 0.5 + 0.4 * (y - y.min()) / (y.max() - y.min())
-    return AccuracyPredictor(space, hidden=64, seed=0).fit(archs, y, epochs=150)
-
-
 # -- honest labels ----------------------------------------------------------------------------------
 def test_predictor_labels_and_bn_images_are_disjoint():
     from pipeline.data import load_dataset
