@@ -29,6 +29,7 @@ class DeployOptions:
     supernet: Path | None = None          # an existing supernet dir; else train from `data`
     data: str | None = None
     schedule: str | None = None
+    budget: str | None = None             # training budget, "EPOCHS" or "Nm" (with `data`; see train --budget)
     space: str | None = None
     latency_ms: float | None = None
     sram_kb: float | None = None
@@ -232,12 +233,13 @@ def _supernet(opts: DeployOptions, run_dir: Path, echo) -> Path:
     sn = run_dir / "supernet"
     stages = StageLog(run_dir)
     h = hash_inputs(files=[p for p in (opts.schedule, opts.space) if p],
-                    params={"data": opts.data, "seed": opts.seed})
+                    params={"data": opts.data, "seed": opts.seed,
+                            **({"budget": str(opts.budget)} if opts.budget is not None else {})})
 
     def run_train():
         resume = (sn / "checkpoints").exists() and any((sn / "checkpoints").iterdir())
         train_supernet(TrainConfig(data=opts.data, out=str(run_dir), space=opts.space, schedule=opts.schedule,
-                                   seed=opts.seed, threads=opts.threads, resume=resume, quiet=opts.quiet))
+                                   budget=opts.budget, seed=opts.seed, threads=opts.threads, resume=resume, quiet=opts.quiet))
         return {"line": final_summary_line(sn)}
 
     stages.run("train", h, ["supernet/weights.pt", "supernet/" + artifacts.filename("train summary")], run_train, echo)

@@ -35,3 +35,15 @@ def test_usage_error_exit_code():
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "search", "--board", "nucleo-f412zg"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--supernet" in r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--data", "builtin:digits", "--budget", "ten"], "--budget 'ten'"),      # refused before any training
+    (["--supernet", ".", "--budget", "12"], "--budget needs --data"),
+])
+def test_deploy_budget_is_checked_before_any_work(tmp_path, args, needle):
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "deploy", "--board", "qemu-mps2-an386",
+                        "--run", str(tmp_path / "run"), *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "run").exists()
+

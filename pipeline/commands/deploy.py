@@ -12,6 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--data", metavar="SPEC", help="train a supernet on this dataset first")
     p.add_argument("--run", metavar="DIR", help="run directory (default: the supernet's run, or runs/deploy)")
     p.add_argument("--schedule", metavar="FILE", help="training schedule JSON, with --data")
+    p.add_argument("--budget", metavar="EPOCHS|Nm", help="training budget with --data, in epochs or minutes "
+                                                         "(e.g. 30m); see `ofa-mcu train --budget`")
     p.add_argument("--space", metavar="FILE", help="search space JSON, with --data")
     p.add_argument("--latency-ms", type=float, help="latency budget")
     p.add_argument("--sram-kb", type=float, help="tighter SRAM budget than the board's usable SRAM")
@@ -32,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..deploy import DeployOptions, deploy
+    from ..errors import UsageError
+    from ..train.loop import parse_budget
+
+    if args.budget is not None:
+        if not args.data:
+            raise UsageError("--budget needs --data (it sets how long the supernet trains)",
+                             hint="drop --budget when deploying an existing --supernet")
+        parse_budget(args.budget)  # a malformed budget fails before any work
 
     if args.run:
         run_dir = Path(args.run)
@@ -41,7 +51,7 @@ def run(args) -> int:
         run_dir = Path("runs/deploy")
     report = deploy(DeployOptions(
         board=args.board, run_dir=run_dir, supernet=Path(args.supernet) if args.supernet else None,
-        data=args.data, schedule=args.schedule, space=args.space, latency_ms=args.latency_ms,
+        data=args.data, schedule=args.schedule, budget=args.budget, space=args.space, latency_ms=args.latency_ms,
         sram_kb=args.sram_kb, flash_kb=args.flash_kb, port=args.port, seed=args.seed, check_limit=args.limit,
         quiet=args.quiet, patches=args.patches, finetune_epochs=args.finetune_epochs))
     print(f"deploy: {report['board']}: {report['arch']}; report {run_dir / 'boards' / report['board'] / 'report.md'}")
