@@ -13,7 +13,7 @@ from pipeline.costs import estimate
 from pipeline.errors import ConfigError, UsageError
 from pipeline.search.evolution import search
 from pipeline.search.predictor import AccuracyPredictor, label_info, sample_archs
-from pipeline.search.progress import ProgressLines
+from pipeline.progress import ProgressLines
 from pipeline.supernet.space import SearchSpace, default_resolutions, default_space, macs, resolution_note
 
 SMALL = dict(population=30, generations=6, parents=8, n_mutate=15, n_crossover=15)
@@ -271,3 +271,16 @@ def test_no_latency_budget_accuracy_does_not_fall_as_sram_grows():
     assert best[0].sram_bytes <= boards[0].usable_sram_bytes
     assert macs(space, best[-1].arch) > macs(space, best[0].arch)
     assert best[-1].sram_bytes > 512 * 1024                        # uses SRAM the small boards do not have
+
+
+def test_plain_patched_and_finetuned_exports_of_one_arch_keep_separate_folders(tmp_path, space):
+    """One arch exported plain, fine-tuned and patched gives three models: none may overwrite another
+    in the shared export cache (a catalog run and a --finetune-epochs deploy share it)."""
+    from pipeline.search.verify import _export
+
+    arch, dirs = space.smallest(), []
+    record = lambda _sn, _arch, d, **kw: dirs.append(d)  # noqa: E731 - the export itself is tested elsewhere
+    for kw in ({}, {"finetune_epochs": 2}, {"patches": "2x2"}, {"patches": "2x2", "finetune_epochs": 2}):
+        _export(tmp_path / "supernet", arch, tmp_path / "exports", record, **kw)
+    assert len(set(dirs)) == 4 and dirs[0].name == str(arch)
+    assert dirs[1].name.endswith("+ft2") and "+patches2x2" in dirs[3].name

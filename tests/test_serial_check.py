@@ -131,6 +131,16 @@ def test_dropped_bytes_and_delays_change_nothing(models, host_truth, tmp_path):
     assert all(recs[i]["output"] == host_truth["logits"][i].tolist() for i in range(n))
 
 
+def test_progress_in_a_log_is_lines_not_a_bar(models, tmp_path, capsys):
+    """Behind a pipe or in a log file (stderr is not a terminal) the check prints whole lines, never
+    tqdm's carriage-return redraws (a demo log once held one 40 kB line of them)."""
+    check("sim", models["a"], "builtin:digits", out_dir=tmp_path, limit=12, timeout_s=TIMEOUT, progress=True,
+          sim_options=_sim(), log=lambda *_: None)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert "check: 1/12 samples" in err and "check: 12/12 samples" in err
+
+
 def test_killed_check_resumes_without_resending(models, host_truth, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pipeline.cli", "check", "--port", "sim", "--model", str(models["a"]),

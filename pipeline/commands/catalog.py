@@ -56,7 +56,6 @@ def parse_latency_budgets(text: str | None) -> list[float | None] | None:
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     from ..boards import list_boards, load_board

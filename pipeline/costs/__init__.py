@@ -19,7 +19,7 @@ from .latency import (LatencyModel, default_latency_model, fit_latency, load_cal
 from .model_costs import ModelCosts, inspect_model
 from .memory import SUPPORTED_OPS, ArenaEstimate, arena_bytes, cmsis_nn_buffers, cmsis_scratch_bytes
 
-__all__ = ["APP_SRAM_BYTES", "ArenaEstimate", "ArenaPrediction", "Costs", "ModelCosts", "FIRMWARE_SLACK_BYTES", "Graph",
+__all__ = ["APP_SRAM_BYTES", "ArenaEstimate", "ArenaPrediction", "Costs", "LatencyModel", "ModelCosts", "FIRMWARE_SLACK_BYTES", "Graph",
            "SUPPORTED_OPS", "activation_floor_bytes", "arena_bytes", "cmsis_nn_buffers", "cmsis_scratch_bytes",
            "default_latency_model", "estimate", "firmware_arena_bytes", "fit_latency", "flash_bytes",
            "graph_from_tflite", "inspect_model", "layer_costs", "live_activation_bytes", "load_calibration", "model_bytes",

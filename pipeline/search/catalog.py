@@ -136,7 +136,7 @@ def catalog_markdown(data: dict) -> str:
     from ..escape import md_code, md_text
 
     pe = data.get("predictor_error") or {}
-    lines = [f"# ofa-mcu catalog", "",
+    lines = ["# ofa-mcu catalog", "",
              f"Supernet {md_code(data['supernet'])}" + _budget_text(data)
              + ". SRAM is the firmware's tensor arena plus app buffers, sized from the exported model "
                "(arena measured on the host runtime); flash is the model file (measured) + TFLite Micro "

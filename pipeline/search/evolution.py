@@ -216,7 +216,7 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
     rule on the 64-bit arena) + app buffers with the SRAM budget; "device" uses the 32-bit CMSIS-NN
     replay instead (the true need, for users who size the arena themselves).
     `progress(generation, generations, best)` is called after every generation; `progress_lines` prints
-    a line to stderr every `progress_every_s` seconds (pipeline.search.progress) for logs and pipes.
+    a line to stderr every `progress_every_s` seconds (pipeline.progress) for logs and pipes.
     patches: "off", "auto" or a fixed "RxC[@bK]": an arch whose unpatched model exceeds the SRAM budget
     is costed again as a patched model (`pipeline.costs.patches`), so patching is one more search
     dimension (split depth and grid chosen per arch); the candidate records its plan in `patches`.
@@ -372,7 +372,7 @@ def search(space: SearchSpace, board, *, predictor, latency_ms: float | None = N
 
     lines = None
     if progress_lines:
-        from .progress import ProgressLines
+        from ..progress import ProgressLines
         lines = ProgressLines(f"search {board.id}", generations, every_s=progress_every_s, eta=False)
 
     history = evolve(pop, score, "accuracy")

@@ -224,7 +224,7 @@ def collect_samples(supernet_dir: str | Path, out_dir: str | Path, num_samples: 
         it = todo
         lines = None
         if progress:
-            from .progress import ProgressLines, wants_lines
+            from ..progress import ProgressLines, wants_lines
             if wants_lines():
                 lines = ProgressLines("predictor samples", len(archs), every_s=progress_every_s)
             else:

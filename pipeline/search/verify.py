@@ -110,9 +110,11 @@ def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callab
     from ..export.stage import export_key
 
     patches = str(export_kwargs.get("patches", "off"))
-    # A patched export is another model of the same arch: its own directory (absolute: the conversion
-    # worker runs elsewhere).
-    d = Path(cache).resolve() / (str(arch) + ("" if patches == "off" else f"+patches{patches}"))
+    ft = int(export_kwargs.get("finetune_epochs") or 0)
+    # A patched or fine-tuned export is another model of the same arch: its own directory (absolute: the
+    # conversion worker runs elsewhere), so a plain and a fine-tuned export never overwrite each other.
+    d = Path(cache).resolve() / (str(arch) + ("" if patches == "off" else f"+patches{patches}")
+                                 + (f"+ft{ft}" if ft else ""))
     supernet_dir = Path(supernet_dir).resolve()
     rep = d / EXPORT_REPORT
     if rep.exists() and (d / "model_int8.tflite").exists():

@@ -11,7 +11,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError
