@@ -37,6 +37,9 @@ from pipeline.supernet.space import SearchSpace, SubnetArch, layers  # noqa: E40
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_memory_model.json"
 
 
+REFERENCE_CHUNK = 10   # reference models converted per child process (see reference_arena)
+
+
 def analytic_peak(graph) -> int:
     """MCUNet-style peak: max over ops of (inputs + outputs) plus tensors kept alive for later ops."""
     last = {}
@@ -77,21 +80,22 @@ def reference_arena(space: SearchSpace, archs, work: Path) -> list[dict]:
     log = work / "reference.jsonl"
     done = {r["arch"]: r for r in read_jsonl(log)}
     todo = [a for a in archs if str(a) not in done]
-    t_conv = time.perf_counter()
-    paths = dict(zip(map(str, todo), reference_tflites(space, todo, work / "ref", seed=0))) if todo else {}
-    per_model = (time.perf_counter() - t_conv) / max(len(todo), 1)
-    rows = []
-    for i, a in enumerate(archs):
-        if str(a) not in done:
+    index = {str(a): i for i, a in enumerate(archs)}
+    # Converted and measured in chunks, each logged before the next starts: one child converting all
+    # 100 models hit its 1,800 s timeout on a loaded machine and lost everything; now a rerun resumes.
+    for start in range(0, len(todo), REFERENCE_CHUNK):
+        chunk = todo[start:start + REFERENCE_CHUNK]
+        t_conv = time.perf_counter()
+        paths = dict(zip(map(str, chunk), reference_tflites(space, chunk, work / "ref" / f"from{start}", seed=0)))
+        per_model = (time.perf_counter() - t_conv) / len(chunk)
+        for a in chunk:
             t0 = time.perf_counter() - per_model
-            path = paths[str(a)]
-            rep = measure_arena(path)
+            rep = measure_arena(paths[str(a)])
             done[str(a)] = {"arch": str(a), "measured": rep.min_arena_bytes, "head": rep.head_bytes,
                             "tail": rep.tail_bytes, "seconds": round(time.perf_counter() - t0, 2)}
             append_jsonl(log, done[str(a)])
-            print(f"  [{i + 1}/{len(archs)}] {a}: {rep.min_arena_bytes} B", flush=True)
-        rows.append(done[str(a)])
-    return rows
+            print(f"  [{index[str(a)] + 1}/{len(archs)}] {a}: {rep.min_arena_bytes} B", flush=True)
+    return [done[str(a)] for a in archs]
 
 
 def real_exports(supernet: Path, space: SearchSpace, archs, work: Path) -> list[dict]:
