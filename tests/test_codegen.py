@@ -161,6 +161,18 @@ def test_extra_ops_are_registered_and_counted(tiny, tmp_path):
     assert [(e.builtin, e.registration, e.extra) for e in entries][-1] == ("SOFTMAX", "", True)
 
 
+def test_int8_registrations_outside_the_resolver_header_get_their_declaration(tiny, tmp_path):
+    # Register_PAD_INT8 is declared in kernels/pad.h, which micro_mutable_op_resolver.h does not include
+    # (TFLM 90b983c): without the include the firmware fails to compile (found linking PAD singly).
+    out = generate_firmware(tiny[0], "qemu-mps2-an386", tmp_path / "fw", extra_ops=["PAD", "TRANSPOSE", "ADD"])
+    text = (out / "op_resolver.h").read_text()
+    assert "tflite::Register_PAD_INT8()" in text and "tflite::Register_TRANSPOSE_INT8()" in text
+    includes = re.findall(r'^#include "([^"]+)"', text, flags=re.M)
+    assert includes == ["tensorflow/lite/micro/micro_mutable_op_resolver.h", "tensorflow/lite/micro/kernels/pad.h",
+                        "tensorflow/lite/micro/kernels/transpose.h"]
+    assert resolver_entries(["PAD"], int8_ops=set())[0].header == ""  # the default kernel needs no include
+
+
 def test_unknown_extra_op_fails_clearly_listing_the_supported_ones(tiny, tmp_path, capsys):
     with pytest.raises(UsageError, match=r"unknown TFLite Micro op\(s\) 'CONV3X3'.*supported: ABS, ADD, "):
         generate_firmware(tiny[0], "qemu-mps2-an386", tmp_path / "fw", extra_ops=["CONV_2D", "conv3x3"])

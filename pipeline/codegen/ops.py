@@ -11,6 +11,12 @@ from ..errors import UnsupportedOpError, UsageError
 from ..tflite.micro_ops import OP_TABLE, TFLM_COMMIT  # noqa: F401  (re-exported for codegen's users)
 
 
+# Int8-only registrations declared in a kernel header that micro_mutable_op_resolver.h does not include (at
+# TFLM_COMMIT): op_resolver.h includes it, or `Register_PAD_INT8` is undeclared.
+INT8_DECL_HEADERS = {"PAD": "tensorflow/lite/micro/kernels/pad.h",
+                     "TRANSPOSE": "tensorflow/lite/micro/kernels/transpose.h"}
+
+
 @dataclass(frozen=True)
 class OpRegistration:
     """One `resolver.AddXxx(...)` line of op_resolver.h."""
@@ -22,6 +28,11 @@ class OpRegistration:
     @property
     def int8_only(self) -> bool:
         return self.registration.endswith("_INT8()")
+
+    @property
+    def header(self) -> str:
+        """The kernel header declaring the registration, when the resolver's header does not ("" else)."""
+        return INT8_DECL_HEADERS.get(self.builtin, "") if self.int8_only else ""
 
 
 def op_label(op) -> str:
