@@ -144,6 +144,52 @@ def test_int8_kernels_only_where_every_instance_is_int8():
         ("CONV_2D", "tflite::Register_CONV_2D_INT8()"), ("ADD", ""), ("SOFTMAX", "tflite::Register_SOFTMAX_INT8()")]
 
 
+def test_extra_ops_are_registered_and_counted(tiny, tmp_path):
+    # A firmware that takes model updates registers their ops too: int8-only kernels (the model is int8),
+    # the default kernel for ops without an int8 twin, an op the model already has only once.
+    model = tiny[0]
+    distinct = list(dict.fromkeys(inspect_tflite(model).op_names))
+    assert "MUL" not in distinct and "RESHAPE" not in distinct and "CONV_2D" in distinct
+    out = generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw", extra_ops=["mul", "RESHAPE", "CONV_2D"])
+    text = (out / "op_resolver.h").read_text()
+    assert int(re.search(r"constexpr int kNumOps = (\d+);", text).group(1)) == len(distinct) + 2
+    adds = re.findall(r"resolver\.(Add\w+)\(([^)]*\)?)\)", text)
+    assert adds[len(distinct):] == [("AddMul", "tflite::Register_MUL_INT8()"), ("AddReshape", "")]
+    assert [m for m, _ in adds].count("AddConv2D") == 1
+    # An op of a non-int8 model gets the default kernel: the extra op follows the model's types.
+    entries = resolver_entries(["CONV_2D", "ADD"], int8_ops={"CONV_2D"}, extra_ops="SOFTMAX")
+    assert [(e.builtin, e.registration, e.extra) for e in entries][-1] == ("SOFTMAX", "", True)
+
+
+def test_int8_registrations_outside_the_resolver_header_get_their_declaration(tiny, tmp_path):
+    # Register_PAD_INT8 is declared in kernels/pad.h, which micro_mutable_op_resolver.h does not include
+    # (TFLM 90b983c): without the include the firmware fails to compile (found linking PAD singly).
+    out = generate_firmware(tiny[0], "qemu-mps2-an386", tmp_path / "fw", extra_ops=["PAD", "TRANSPOSE", "ADD"])
+    text = (out / "op_resolver.h").read_text()
+    assert "tflite::Register_PAD_INT8()" in text and "tflite::Register_TRANSPOSE_INT8()" in text
+    includes = re.findall(r'^#include "([^"]+)"', text, flags=re.M)
+    assert includes == ["tensorflow/lite/micro/micro_mutable_op_resolver.h", "tensorflow/lite/micro/kernels/pad.h",
+                        "tensorflow/lite/micro/kernels/transpose.h"]
+    assert resolver_entries(["PAD"], int8_ops=set())[0].header == ""  # the default kernel needs no include
+
+
+def test_unknown_extra_op_fails_clearly_listing_the_supported_ones(tiny, tmp_path, capsys):
+    with pytest.raises(UsageError, match=r"unknown TFLite Micro op\(s\) 'CONV3X3'.*supported: ABS, ADD, "):
+        generate_firmware(tiny[0], "qemu-mps2-an386", tmp_path / "fw", extra_ops=["CONV_2D", "conv3x3"])
+    assert not (tmp_path / "fw").exists()
+    from pipeline.cli import main
+    code = main(["codegen", "--model", str(tiny[0]), "--board", "qemu-mps2-an386", "--out", str(tmp_path / "fw2"),
+                 "--extra-ops", "SOFTMAX,NOPE"])
+    err = capsys.readouterr().err
+    assert code == UsageError.exit_code and "'NOPE'" in err and "STRIDED_SLICE" in err
+    assert len([ln for ln in err.splitlines() if "error:" in ln]) == 1
+    assert not any((tmp_path / "fw2").glob("*"))  # nothing written (the CLI may create the empty folder)
+    code = main(["codegen", "--model", str(tiny[0]), "--board", "qemu-mps2-an386", "--out", str(tmp_path / "fw3"),
+                 "--extra-ops", "SOFTMAX, reshape"])
+    assert code == 0
+    assert "AddReshape" in (tmp_path / "fw3" / "op_resolver.h").read_text()
+
+
 def test_unknown_op_is_a_typed_error_naming_it(tmp_path):
     tensors = [{"shape": [1, 2, 2, 1]}, {"shape": [1, 4]}]
     model = tmp_path / "custom.tflite"

@@ -17,7 +17,7 @@ from ..tflite.model_info import ModelInfo, read_tflite
 from .arena import ArenaPlan, plan_arena
 from .context import (FirmwareContext, _tensor, board_context, check_contract, check_served_tensors,
                       core_flags, generator_version, model_data_lines)
-from .ops import TFLM_COMMIT, op_label, resolver_entries
+from .ops import TFLM_COMMIT, op_label, parse_extra_ops, resolver_entries
 from .render import render_files
 
 __all__ = ["generate_firmware", "build_context", "plan_arena", "measured_arena_bytes", "FirmwareContext",
@@ -93,9 +93,10 @@ def _labels(labels, report: dict | None, num_classes: int) -> tuple[str, ...]:
 
 
 def build_context(model_path: str | os.PathLike, board: Board, *, report=None, labels=None,
-                  app_name: str = "ofa_mcu_app") -> FirmwareContext:
+                  app_name: str = "ofa_mcu_app", extra_ops=()) -> FirmwareContext:
     """Everything the templates receive, checked: model, board, export report, labels."""
     model_path = Path(model_path)
+    extra_ops = parse_extra_ops(extra_ops)  # a bad name fails before any file is read
     model, data = read_model(model_path)
     rep, used = _load_report(model_path, report)
     check_served_tensors(model, str(model_path))
@@ -124,7 +125,7 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         input_lut=tuple(int(v) for v in contract.lut) if contract else (),
         pixel_scale=contract.pixel_scale if contract else 0.0,
         pixel_offset=contract.pixel_offset if contract else 0.0, labels=_labels(labels, rep, num_classes), num_classes=num_classes,
-        ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model))),
+        ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model), extra_ops)),
         op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
         op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
         core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used, data_spec=_data_spec(rep),
@@ -187,7 +188,7 @@ def check_fits(ctx: FirmwareContext, board: Board) -> None:
 def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir: str | os.PathLike, *,
                       report: str | os.PathLike | dict | None = None, labels=None,
                       app_name: str = "ofa_mcu_app", force: bool = False,
-                      ignore_budget: bool = True) -> Path:
+                      ignore_budget: bool = True, extra_ops=()) -> Path:
     """Render a self-contained firmware project for `board` into `out_dir`; return out_dir.
 
     `report` defaults to export_report.json beside the model (measured arena, input contract, labels);
@@ -196,10 +197,14 @@ def generate_firmware(model_path: str | os.PathLike, board: Board | str, out_dir
 
     A file in `out_dir` that codegen did not write is never replaced unless `force`: the manifest
     (firmware.json, "generated_by": "ofa-mcu ...", "files") is the marker of what it wrote. Unless `ignore_budget`, an arena or model over the board's usable SRAM/flash is refused.
+
+    `extra_ops` (builtin names, e.g. ["SOFTMAX", "RESHAPE"]) are registered beyond the model's own ops:
+    a firmware that will take model updates needs the union of their ops. Unknown names are refused.
     """
     if isinstance(board, str):
         board = load_board(board)
-    ctx = build_context(model_path, board, report=report, labels=labels, app_name=app_name)
+    ctx = build_context(model_path, board, report=report, labels=labels, app_name=app_name,
+                        extra_ops=extra_ops)
     if not ignore_budget:
         check_fits(ctx, board)
     files = render_files(ctx)

@@ -37,6 +37,7 @@ def run(args) -> int:
           f"margin {d['sram_margin_bytes']:+,} B")
     print(f"  flash: model {c.model_bytes:,} + runtime {c.runtime_code_bytes:,} + app {c.app_code_bytes:,} "
           f"= {_kb(c.flash_bytes)} / usable {_kb(c.usable_flash_bytes)}  margin {d['flash_margin_bytes']:+,} B")
+    print(f"  runtime flash table             {c.core}: {c.flash_source}")
     print(f"  latency                         {c.latency_ms:.2f} ms ({c.cycles:,} cycles, {c.latency_source} "
           f"coefficients)")
     print(f"  fits: {'yes' if c.fits else 'NO'}")

@@ -8,17 +8,29 @@ file (header, operator codes, signature, metadata). The overhead constants are a
 fit on real exports (see FLATBUFFER_FIT), checked by tests/test_costs_memory.py and
 benchmarks/bench_memory_model.py (target: within 2% of the file size).
 
-Runtime code (`runtime_code_bytes`): measured on this machine for the reference in
-shared/reference/README.md: upstream TFLM + CMSIS-NN built for Cortex-M4 with arm-none-eabi-gcc 12.2,
-int8-only kernel registrations (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, PAD) took TFLM 25 kB +
-CMSIS-NN 23 kB = 48 kB. It is split below into a framework part and per-op parts; the framework size
-agrees with the ~37 kB "interpreter" of MicroNets (Banbury et al., MLSys 2021, table 2) once the
-kernels are taken out. Other cores scale it by code density: Cortex-M0+ is Thumb-1 only and its CMSIS-NN
-build has no DSP paths (smaller kernels, larger framework code: net 0.95x); Cortex-M55 adds the MVE
-kernels beside the scalar ones (1.2x). These per-core factors are estimates: `make size` on the
-generated firmware is the ground truth.
+Runtime code (`runtime_code_bytes`): the data file flash_runtime.json beside this module, fitted from
+real links only (`benchmarks/bench_firmware_flash.py --differential --write-data ...`): per core, a tiny
+FULLY_CONNECTED-only int8 model linked with the generated firmware (upstream TFLM + CMSIS-NN at the pinned
+commit, arm-none-eabi-gcc, int8-only registrations, --gc-sections), then linked again with each op registered
+singly (codegen's extra_ops). An op's bytes are its marginal flash (text + data) over that base, so the
+libc / soft-float code an op pulls in (which a linker map attributes to libc, not to the kernel) is counted
+with the op. The framework is the base minus FULLY_CONNECTED's own bytes (from a RESHAPE-only base) minus
+the nominal APP_CODE_BYTES; a 4-D int8 image input adds the firmware's pixel LUT and conversion
+(`image_input_bytes`); pairs of ops that share code (measured as a pair's interaction) get a `shared`
+correction. No real model is used for the fit; the real models are the hold-out check
+(`bench_firmware_flash.py`, target within 5% of the linked size).
+
+Cores with a measured table: Cortex-M4 and Cortex-M7. The others (M0+, M3, M33, M55) scale the Cortex-M4
+table by a code-density factor, labelled "estimated, not measured" in the data file: Cortex-M0+ is Thumb-1
+only and its CMSIS-NN build has no DSP paths (smaller kernels, larger framework code: net 0.95x);
+Cortex-M55 adds the MVE kernels beside the scalar ones (1.2x). `make size` on the generated firmware is the
+ground truth.
 """
 from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
 
 from .graph import Graph
 
@@ -29,25 +41,8 @@ from .graph import Graph
 FLATBUFFER_FIT = {"per_tensor": 163.3, "per_op": 0.0, "fixed": 721.3}
 QUANT_BYTES_PER_CHANNEL = 12     # float32 scale + int64 zero point
 
-# Cortex-M4 int8-only build (bytes). framework: interpreter, allocator, greedy planner, flatbuffer
-# parsing, op resolver; the kernels: TFLM glue + CMSIS-NN code each op pulls in.
-RUNTIME_FRAMEWORK_BYTES = 20_000
-RUNTIME_OP_BYTES = {
-    "CONV_2D": 11_000,             # conv glue + arm_convolve_wrapper_s8, 1x1 fast, 1xN, im2col kernels
-    "DEPTHWISE_CONV_2D": 9_000,    # wrapper + 3x3, opt and generic depthwise kernels
-    "FULLY_CONNECTED": 3_000,
-    "ADD": 3_000,                  # arm_elementwise_add_s8 + broadcast reference path
-    "PAD": 2_000,
-    "MEAN": 4_000,                 # TFLM reference reduce (no CMSIS-NN kernel)
-    "AVERAGE_POOL_2D": 3_000,
-    "RESHAPE": 600,
-    "SOFTMAX": 3_000,
-    "QUANTIZE": 2_000,
-    "DEQUANTIZE": 1_500,
-}
-RUNTIME_OTHER_OP_BYTES = 4_000
-CORE_CODE_FACTOR = {"cortex-m0plus": 0.95, "cortex-m3": 1.0, "cortex-m4": 1.0, "cortex-m7": 1.0,
-                    "cortex-m33": 1.0, "cortex-m55": 1.2}
+RUNTIME_DATA = Path(__file__).with_name("flash_runtime.json")
+REFERENCE_CORE = "cortex-m4"   # the table a core without measurements scales
 # ofa-mcu's own firmware code beyond the board's reserve (which already holds start-up, HAL and vector
 # table): main.cc, the wire protocol (protocol.c) and the libc pieces they pull in.
 APP_CODE_BYTES = 8_192
@@ -71,10 +66,43 @@ def model_bytes_from_counts(const_bytes: int, quant_channels: int, n_tensors: in
     return int(round(const_bytes + QUANT_BYTES_PER_CHANNEL * quant_channels + overhead))
 
 
-def runtime_code_bytes(op_kinds, core: str) -> int:
-    """Flash of the TFLM runtime with exactly these ops registered (int8 kernels, CMSIS-NN)."""
-    code = RUNTIME_FRAMEWORK_BYTES + sum(RUNTIME_OP_BYTES.get(k, RUNTIME_OTHER_OP_BYTES) for k in set(op_kinds))
-    return int(round(code * CORE_CODE_FACTOR.get(core, 1.0)))
+@lru_cache(maxsize=None)
+def runtime_data() -> dict:
+    """The fitted tables (flash_runtime.json), as committed."""
+    with open(RUNTIME_DATA, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def runtime_table(core: str) -> tuple[dict, float, str]:
+    """(measured table, scale factor, status) for `core`: its own table, or the Cortex-M4 one scaled."""
+    cores = runtime_data()["cores"]
+    entry = cores.get(core)
+    if entry is None:
+        return cores[REFERENCE_CORE], 1.0, f"estimated, not measured (no entry: {REFERENCE_CORE} table)"
+    if "op_bytes" in entry:
+        return entry, 1.0, entry["status"]
+    return cores[entry["scaled_from"]], float(entry["factor"]), entry["status"]
+
+
+def other_op_bytes(table: dict) -> int:
+    """An op without a measured marginal: the largest measured one (an upper estimate)."""
+    return max(table["op_bytes"].values())
+
+
+def runtime_code_bytes(op_kinds, core: str, *, image_input: bool = True) -> int:
+    """Flash of the TFLM runtime with exactly these ops registered (int8 kernels, CMSIS-NN), plus the
+    firmware's image-input code when the model takes a 4-D int8 image (every search-space model does)."""
+    table, factor, _ = runtime_table(core)
+    ops = set(op_kinds)
+    code = table["framework_bytes"] + (table["image_input_bytes"] if image_input else 0)
+    code += sum(table["op_bytes"].get(k, other_op_bytes(table)) for k in ops)
+    code += sum(s["bytes"] for s in table["shared"] if set(s["ops"]) <= ops)
+    return int(round(code * factor))
+
+
+def is_image_input(shape, dtype: str) -> bool:
+    """Codegen's rule: a 4-D int8 input is an image (raw pixels through the LUT), anything else a tensor."""
+    return len(shape) == 4 and dtype == "INT8"
 
 
 def flash_bytes(graph: Graph, core: str) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .arena import firmware_arena_bytes, predict_arena
 from .estimate import APP_SRAM_BYTES
-from .flash import APP_CODE_BYTES, runtime_code_bytes
+from .flash import APP_CODE_BYTES, is_image_input, runtime_code_bytes, runtime_table
 from .graph import graph_from_tflite, live_activation_bytes
 from .latency import LatencyModel, load_calibration, op_class, op_work
 from .memory import cmsis_scratch_bytes
@@ -47,6 +47,7 @@ class ModelCosts:
     cycles: int
     latency_ms: float
     latency_source: str
+    flash_source: str               # the runtime table: "measured" (linked firmware) or "estimated, not measured"
     per_op: list[dict] = field(default_factory=list)
 
     @property
@@ -83,7 +84,7 @@ def inspect_model(model: str | Path, board, *, calibration: Any = None) -> Model
                      "cmsis_scratch_bytes": cmsis_scratch_bytes(g, op, board.core),
                      "out_shape": list(g.tensors[op.outputs[0]].shape)})
     kinds = sorted({op.kind for op in g.ops})
-    runtime = runtime_code_bytes(kinds, board.core)
+    runtime = runtime_code_bytes(kinds, board.core, image_input=is_image_input(info.input.shape, info.input.dtype))
     counts: dict[str, int] = {}
     for op in g.ops:
         counts[op.kind] = counts.get(op.kind, 0) + 1
@@ -98,4 +99,4 @@ def inspect_model(model: str | Path, board, *, calibration: Any = None) -> Model
         model_bytes=len(data), runtime_code_bytes=runtime, app_code_bytes=APP_CODE_BYTES,
         flash_bytes=len(data) + runtime + APP_CODE_BYTES, usable_flash_bytes=int(board.usable_flash_bytes),
         cycles=int(round(total_cycles)), latency_ms=total_cycles / board.clock_hz * 1e3,
-        latency_source=lat.source, per_op=rows)
+        latency_source=lat.source, flash_source=runtime_table(board.core)[2], per_op=rows)

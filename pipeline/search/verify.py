@@ -25,7 +25,7 @@ from typing import Any, Callable
 from .. import artifacts
 from .._io import append_jsonl, write_bytes
 from ..costs import APP_SRAM_BYTES, runtime_code_bytes
-from ..costs.flash import APP_CODE_BYTES
+from ..costs.flash import APP_CODE_BYTES, is_image_input
 from ..errors import AccuracyGateError, BudgetError, ExportError
 from ..supernet.space import SearchSpace, SubnetArch
 from .evolution import Budget, Candidate, SearchResult, search
@@ -98,7 +98,8 @@ def measured_costs(export_dir: Path, board) -> Measured:
     info, data = read_tflite(export_dir / "model_int8.tflite")
     fw = plan_arena(info, board.core, host).bytes
     kinds = tuple(sorted({op_label(op) for op in info.ops}))
-    flash = len(data) + runtime_code_bytes(kinds, board.core) + APP_CODE_BYTES
+    image = is_image_input(info.input.shape, info.input.dtype)
+    flash = len(data) + runtime_code_bytes(kinds, board.core, image_input=image) + APP_CODE_BYTES
     acc = report.get("accuracy", {})
     return Measured(host, fw, fw + APP_SRAM_BYTES, len(data), flash, acc.get("int8_tflm"), acc.get("float"), kinds)
 
