@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from pipeline.demo import DEMO_BUDGET_EPOCHS  # noqa: E402
+
 RESULTS = HERE / "results" / "bench_demo.json"
 BOARD = "qemu-mps2-an386"
 
@@ -52,7 +55,7 @@ def main() -> int:
     summary = json.loads((run / "supernet" / "summary.json").read_text())
     total = wall if wall is not None else sum(stages.values())
     targets = [
-        {"metric": "ofa-mcu train, default schedule on builtin:digits (s)", "baseline": None,
+        {"metric": f"ofa-mcu train in the demo ({DEMO_BUDGET_EPOCHS}-epoch budget) on builtin:digits (s)", "baseline": None,
          "measured": stages.get("train"), "target": "<= 600", "ratio": round(stages.get("train", 0) / 600, 3),
          "met": stages.get("train", 1e9) <= 600},
         {"metric": "ofa-mcu demo end to end after set-up (s)", "baseline": None, "measured": round(total, 1),

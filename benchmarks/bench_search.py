@@ -126,6 +126,9 @@ def main() -> int:
         "boards": len(rows), "searched_boards": len(ok), "boards_with_baseline": len(with_base),
         "mean_searched_int8_acc": float(np.mean([r["searched_int8_acc"] for r in ok])) if ok else None,
         "mean_baseline_int8_acc": float(np.mean([r["baseline_int8_acc"] for r in with_base])) if with_base else None,
+        # the searched mean over the same boards as the baseline's (the comparison the target is about)
+        "mean_searched_int8_acc_with_baseline": (float(np.mean([r["searched_int8_acc"] for r in with_base]))
+                                                 if with_base else None),
         "mean_gain_points": float(np.mean([r["gain_points"] for r in with_base])) if with_base else None,
         "searched_over_baseline_acc_ratio": (float(np.mean([r["searched_int8_acc"] for r in with_base])
                                              / np.mean([r["baseline_int8_acc"] for r in with_base]))
@@ -150,7 +153,7 @@ def main() -> int:
     result["targets"] = [
         {"metric": f"int8 test acc, searched vs uniform scaling ({len(with_base)} boards, "
                    f"{'no latency budget' if args.latency_ms is None else f'{args.latency_ms:g} ms'})",
-         "baseline": summary["mean_baseline_int8_acc"], "measured": summary["mean_searched_int8_acc"],
+         "baseline": summary["mean_baseline_int8_acc"], "measured": summary["mean_searched_int8_acc_with_baseline"],
          "target": ">= baseline + 1 point", "ratio": summary["searched_over_baseline_acc_ratio"],
          "met": summary["mean_gain_points"] is not None and summary["mean_gain_points"] >= 1.0},
         {"metric": "search time per board, s (max, cold caches)", "baseline": None,
