@@ -286,3 +286,20 @@ def test_hostile_labels_compile_and_print_back_intact(tmp_path, lang):
     printed = subprocess.run([str(exe)], capture_output=True, check=True).stdout
     assert printed == b"".join(s.encode("utf-8") + b"\xff" for s in HOSTILE)
     assert "injected" not in re.sub(r'"(?:[^"\\]|\\.)*"', '""', (out / "model_settings.h").read_text())
+
+
+def test_qemu_check_finds_the_folder_generated_for_its_model(tiny, golden_model, tmp_path):
+    """`check --port qemu --model M` reuses the firmware folder generated for M and this board (read from
+    its manifest) and never one generated for another model or board. Runs without a TFLM tree; the QEMU
+    run itself is in test_firmware_tflm.py."""
+    from pipeline.codegen.qemu_board import firmware_dir_for
+
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(tiny[0].read_bytes())
+    board = load_board("qemu-mps2-an386")
+    fw = generate_firmware(model, board, tmp_path / "firmware")
+    assert firmware_dir_for(model, board, None) == fw                      # model/../firmware
+    assert firmware_dir_for(fw / "model_int8.tflite", board, None) == fw   # the copy inside the folder
+    other = load_board("qemu-mps2-an500")
+    assert firmware_dir_for(model, other, None) == model.parent / "firmware-qemu-mps2-an500"
+    assert firmware_dir_for(golden_model, board, None) != fw

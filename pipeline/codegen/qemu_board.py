@@ -41,7 +41,6 @@ def _generated_for(fw: Path, model: Path, board: Board) -> bool:
     manifest = artifacts.path("firmware manifest", fw)
     if not manifest.exists():
         return False
-    from .. import artifacts
     from .._io import sha256_file
     try:
         m = artifacts.read("firmware manifest", manifest)
