@@ -61,3 +61,31 @@ def wants_lines(stream: TextIO | None = None) -> bool:
         return not stream.isatty()
     except (AttributeError, ValueError):
         return True
+
+
+class Progress:
+    """Progress of `total` steps the one way for the stream: a tqdm bar on a terminal, `ProgressLines`
+    otherwise. `update(done, text)` takes the steps done so far; the text is what a line shows (a bar
+    shows the count alone). Disabled (`enabled=False`) it prints nothing."""
+
+    def __init__(self, label: str, total: int, *, initial: int = 0, unit: str = "it", enabled: bool = True,
+                 every_s: float = 10.0, leave: bool = True, stream: TextIO | None = None):
+        self.bar = self.lines = None
+        if not enabled:
+            return
+        if wants_lines(stream):
+            self.lines = ProgressLines(label, total, every_s=every_s, stream=stream)
+        else:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit=unit, desc=label,
+                            file=stream if stream is not None else sys.stderr, dynamic_ncols=True, leave=leave)
+
+    def update(self, done: int, text: str) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+        elif self.lines is not None:
+            self.lines.update(done, text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

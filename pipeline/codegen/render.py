@@ -6,7 +6,6 @@ naming the generator, the model hash and the board, in the comment syntax of its
 """
 from __future__ import annotations
 
-
 import jinja2
 
 from ..resources import resource_dir

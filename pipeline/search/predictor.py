@@ -221,25 +221,18 @@ def collect_samples(supernet_dir: str | Path, out_dir: str | Path, num_samples: 
     todo = [a for a in archs if str(a) not in done]
     if todo:
         measure = evaluate_fn or _supernet_evaluator(supernet_dir, data_spec, num_calib_images, seed)
-        it = todo
-        lines = None
-        if progress:
-            from ..progress import ProgressLines, wants_lines
-            if wants_lines():
-                lines = ProgressLines("predictor samples", len(archs), every_s=progress_every_s)
-            else:
-                from tqdm import tqdm
-                it = tqdm(todo, desc="predictor samples", unit="subnet", initial=len(archs) - len(todo),
-                          total=len(archs))
-        for a in it:
+        from ..progress import Progress
+        bar = Progress("predictor samples", len(archs), initial=len(archs) - len(todo), unit="subnet",
+                       enabled=progress, every_s=progress_every_s)
+        for a in todo:
             t0 = time.perf_counter()
             acc = float(measure(a))
             row = {"arch": str(a), "label_acc": acc, "seed": seed, "weights": weights,
                    "protocol": protocol, "seconds": round(time.perf_counter() - t0, 3)}
             append_jsonl(path, row)
             done[str(a)] = row
-            if lines is not None:
-                lines.update(len(done), f"{len(done)}/{len(archs)} subnets measured, last {100 * acc:.2f}%")
+            bar.update(len(done), f"{len(done)}/{len(archs)} subnets measured, last {100 * acc:.2f}%")
+        bar.close()
     return [done[str(a)] for a in archs]
 
 

@@ -42,36 +42,6 @@ def _stats(a: np.ndarray) -> dict:
             "min": float(a.min()), "max": float(a.max())}
 
 
-class _CheckProgress:
-    """A tqdm bar on a terminal; in a log or behind a pipe a plain line every 10 s (a bar there is one
-    endless line of carriage returns)."""
-
-    def __init__(self, total: int, initial: int, enabled: bool):
-        from ..progress import ProgressLines, wants_lines
-
-        self.done, self.bar, self.lines = initial, None, None
-        if not enabled:
-            return
-        if wants_lines():
-            self.lines = ProgressLines("check", total)
-            self.total = total
-        else:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, unit="sample", desc="check", file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.lines is not None:
-            self.lines.update(self.done, f"{self.done}/{self.total} samples")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run_check(port, model_path, data_spec: str, *, out_dir=None, baud: int | None = None,
               board: Board | str | None = None, gate: float = 0.99, limit: int | None = None, seed: int = 0,
               timeout_s: float = 0.5, retries: int = 10, sim_options=None, progress: bool | None = None,
@@ -145,7 +115,12 @@ def _run_locked(port, model_path, model, data_spec, data: CheckData, n, out_dir,
         if todo:
             log(f"check: {len(todo)} of {n} samples to send" + (f" ({len(done)} already in {log_path})"
                                                                  if done else ""))
-        bar = _CheckProgress(n, n - len(todo), sys.stderr.isatty() if progress is None else progress)
+        from ..progress import Progress
+
+        # a bar on a terminal; in a log or behind a pipe a plain line every 10 s (a bar there is one
+        # endless line of carriage returns)
+        bar = Progress("check", n, initial=n - len(todo), unit="sample", leave=False,
+                       enabled=sys.stderr.isatty() if progress is None else progress)
         try:
             for i in todo:
                 xq = data.quantized(i)
@@ -170,7 +145,7 @@ def _run_locked(port, model_path, model, data_spec, data: CheckData, n, out_dir,
                         rec["output"] = dev.tolist()
                 append_jsonl(log_path, rec)
                 done[i] = rec
-                bar.update(1)
+                bar.update(len(done), f"{len(done)}/{n} samples")
         finally:
             bar.close()
     finally:
