@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline._io import write_json  # noqa: E402
+from pipeline.costs.flash import DEFAULT_BUILD_TYPE  # noqa: E402  (what `make` builds)
 
 TARGET_REL_ERR = 0.05
 TARGET_M4_BEYOND = 60 * 1024
@@ -112,10 +113,13 @@ def flash_by_object(map_path: Path) -> dict[str, int]:
     return dict(sizes)
 
 
-def measure(fw: Path, tflm: str) -> dict:
+BUILD_TYPES = ("release_with_logs", "release")
+
+
+def measure(fw: Path, tflm: str, build_type: str = DEFAULT_BUILD_TYPE) -> dict:
     t0 = time.monotonic()
-    r = subprocess.run(["make", "-C", str(fw), "-j2", f"TFLM_DIR={tflm}", "app.elf"], capture_output=True,
-                       text=True)
+    r = subprocess.run(["make", "-C", str(fw), "-j2", f"TFLM_DIR={tflm}", f"TFLM_BUILD_TYPE={build_type}",
+                        "app.elf"], capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(r.stdout[-3000:] + r.stderr[-3000:])
     build_s = time.monotonic() - t0
@@ -216,8 +220,8 @@ def differential(args, tmp: Path) -> int:
             model = bases[base]
             data = model.read_bytes()
             fw = generate_firmware(model, board, tmp / f"{board_id}-d{i}", extra_ops=list(extra))
-            m = measure(fw, args.tflm_dir)
-            row = {"board": board_id, "core": board.core, "base": base, "extra_ops": list(extra),
+            m = measure(fw, args.tflm_dir, args.build_type)
+            row = {"board": board_id, "core": board.core, "build_type": args.build_type, "base": base, "extra_ops": list(extra),
                    "model_bytes": len(data), "text": m["text"], "data": m["data"], "flash": m["flash"],
                    "beyond_model_bytes": m["flash"] - len(data), "build_s": m["build_s"]}
             rows.append(row)
@@ -228,12 +232,16 @@ def differential(args, tmp: Path) -> int:
 
 
 def fit_and_write(rows: list[dict], args) -> int:
+    kinds = sorted({r.get("build_type", DEFAULT_BUILD_TYPE) for r in rows})
+    if len(kinds) != 1:
+        raise SystemExit(f"rows of several build types ({', '.join(kinds)}): refit one build type at a time")
     table = fit_differential(rows)
-    write_json(args.out, {"rows": rows, "fit": table, "measured_on": "linked firmware (arm-none-eabi-size)",
+    write_json(args.out, {"rows": rows, "fit": table, "build_type": kinds[0],
+                          "measured_on": "linked firmware (arm-none-eabi-size)",
                           "machine": {"nproc": os.cpu_count(), "platform": platform.platform()}})
     if args.write_data:
-        write_runtime_data(Path(args.write_data), table)
-        print(f"wrote {args.write_data}")
+        write_runtime_data(Path(args.write_data), table, kinds[0])
+        print(f"wrote the {kinds[0]} tables of {args.write_data}")
     return 0
 
 
@@ -297,9 +305,19 @@ def predict_from_table(table: dict, ops) -> int:
     return int(total)
 
 
-def write_runtime_data(path: Path, fit: dict) -> None:
+BUILD_DESCRIPTIONS = {
+    "release_with_logs": "release_with_logs (NDEBUG, TFLM log and error strings kept), CMSIS-NN, int8-only "
+                         "registrations, app -Os, --gc-sections",
+    "release": "release (NDEBUG + TF_LITE_STRIP_ERROR_STRINGS), CMSIS-NN, int8-only registrations, app -Os, "
+               "--gc-sections",
+}
+
+
+def write_runtime_data(path: Path, fit: dict, build_type: str = DEFAULT_BUILD_TYPE) -> None:
+    """Write (or replace) the tables of one build type in the data file; the other build types stay."""
     import datetime
 
+    from pipeline._io import read_json
     from pipeline.codegen.ops import TFLM_COMMIT
     from pipeline.costs.flash import APP_CODE_BYTES
 
@@ -316,8 +334,12 @@ def write_runtime_data(path: Path, fit: dict) -> None:
         for core, factor in ESTIMATED_CORE_FACTORS.items():
             if core not in cores:
                 cores[core] = {"status": "estimated, not measured", "scaled_from": "cortex-m4", "factor": factor}
+    tables = read_json(path).get("build_types", {}) if path.exists() else {}
+    tables[build_type] = {"build": BUILD_DESCRIPTIONS[build_type], "date": datetime.date.today().isoformat(),
+                          "cores": cores}
     data = {"what": "flash of the TFLite Micro runtime (framework + registered int8 kernels) beyond the model; "
-                    "framework_bytes excludes the app's nominal APP_CODE_BYTES (pipeline/costs/flash.py)",
+                    "framework_bytes excludes the app's nominal APP_CODE_BYTES (pipeline/costs/flash.py); "
+                    "one table per TFLite Micro build type",
             "method": "differential links: a FULLY_CONNECTED-only int8 model linked with base registrations, then "
                       "with each op registered singly (codegen extra_ops); op bytes = linked (text + data) minus "
                       "the base; FULLY_CONNECTED's own bytes from a RESHAPE-only base with CONV_2D registered "
@@ -327,9 +349,9 @@ def write_runtime_data(path: Path, fit: dict) -> None:
                       "4-D int8 image input (pixel LUT and conversion) minus a vector input. No real model is "
                       "used for the fit (benchmarks/bench_firmware_flash.py --differential)",
             "tflm_commit": TFLM_COMMIT, "compiler": f"arm-none-eabi-gcc {gcc}",
-            "build_type": "release_with_logs, CMSIS-NN, int8-only registrations, app -Os, --gc-sections",
-            "date": datetime.date.today().isoformat(), "measured_on": "linked firmware (arm-none-eabi-size)",
-            "app_code_bytes": APP_CODE_BYTES, "cores": cores}
+            "measured_on": "linked firmware (arm-none-eabi-size)", "app_code_bytes": APP_CODE_BYTES,
+            "default_build_type": DEFAULT_BUILD_TYPE,
+            "build_types": {k: tables[k] for k in sorted(tables, key=lambda k: k != DEFAULT_BUILD_TYPE)}}
     write_json(path, data)
 
 
@@ -359,6 +381,8 @@ def main() -> int:
                     help="no builds: fit (and --write-data) the rows of earlier --differential runs' JSON")
     ap.add_argument("--repredict", metavar="JSON",
                     help="no builds: predict the builds of an earlier run's JSON again with the current flash model")
+    ap.add_argument("--build-type", choices=BUILD_TYPES, default=DEFAULT_BUILD_TYPE,
+                    help="the firmware's TFLM_BUILD_TYPE (release also strips TFLM's error strings)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.refit:  # no builds: fit the rows of earlier --differential runs (e.g. one per core)
@@ -396,9 +420,9 @@ def main() -> int:
                 info, data = read_tflite(model)
                 ops = sorted({op.name for op in info.ops})
                 fw = generate_firmware(model, board, tmp / f"{board_id}-{model.stem}")
-                m = measure(fw, args.tflm_dir)
+                m = measure(fw, args.tflm_dir, args.build_type)
                 beyond = m["flash"] - len(data)
-                row = {"board": board_id, "core": board.core, "model": model.name, "model_bytes": len(data),
+                row = {"board": board_id, "core": board.core, "build_type": args.build_type, "model": model.name, "model_bytes": len(data),
                        "ops": ops, "image_input": is_image_input(info.input.shape, info.input.dtype), **m,
                        "beyond_model_bytes": beyond}
                 rows.append(row)
@@ -418,19 +442,21 @@ def summarize(rows: list[dict], args) -> int:
               f"then --repredict {args.out}")
         return 0
     for row in rows:
-        predicted = runtime_code_bytes(row["ops"], row["core"], image_input=row["image_input"]) + APP_CODE_BYTES
+        predicted = runtime_code_bytes(row["ops"], row["core"], image_input=row["image_input"],
+                                       build_type=row.get("build_type", DEFAULT_BUILD_TYPE)) + APP_CODE_BYTES
         row["predicted_beyond_bytes"] = predicted
         row["rel_err"] = round((predicted - row["beyond_model_bytes"]) / row["beyond_model_bytes"], 4)
         print(f"{row['core']:>13} {row['model']:<28} beyond model {row['beyond_model_bytes']:>7} B, predicted "
               f"{predicted:>7} B ({row['rel_err']:+.1%})")
     worst = max(abs(r["rel_err"]) for r in rows)
     m4 = [r["beyond_model_bytes"] for r in rows if r["core"] == "cortex-m4"]
+    kinds = sorted({r.get("build_type", DEFAULT_BUILD_TYPE) for r in rows})
     result = {"rows": rows, "worst_abs_rel_err": worst, "target_rel_err": TARGET_REL_ERR,
               "m4_beyond_model_max_bytes": max(m4) if m4 else None, "target_m4_beyond_bytes": TARGET_M4_BEYOND,
               "met_rel_err": worst <= TARGET_REL_ERR, "met_m4_size": bool(m4) and max(m4) <= TARGET_M4_BEYOND,
               "flash_model": f"pipeline/costs/{RUNTIME_DATA.name} (differential links; these models not used)",
               "measured_on": "linked firmware (arm-none-eabi-size), no hardware needed",
-              "tflm_build": "release_with_logs, CMSIS-NN, int8-only registrations, app -Os, --gc-sections",
+              "tflm_build": "; ".join(BUILD_DESCRIPTIONS[k] for k in kinds),
               "machine": {"nproc": os.cpu_count(), "platform": platform.platform()}}
     print(f"worst |predicted - linked| / linked: {worst:.1%} (target <= {TARGET_REL_ERR:.0%}); "
           f"Cortex-M4 beyond-model max {result['m4_beyond_model_max_bytes']} B (target <= {TARGET_M4_BEYOND})")

@@ -59,6 +59,7 @@ class Core:
     sources: tuple[str, ...]
     path: str = field(compare=False)
     gcc_mfpu: str | None = None      # -mfpu when the FPU is on, if not the FPU's name
+    gcc_extra_flags: tuple[str, ...] = ()  # for the app and the TFLM library (toolchain work-arounds)
 
 
 @dataclass(frozen=True)
@@ -383,7 +384,7 @@ def _parse_core_cached(path_str: str, _mtime: int, _size: int) -> Core:
                 dwt_cyccnt=raw["dwt_cyccnt"], dwt_unlock=raw["dwt_unlock"],
                 cmsis_nn_kernels=raw["cmsis_nn_kernels"], tflm_target_arch_soft=arch["soft"],
                 tflm_target_arch_hard=arch.get("hard"), sources=tuple(raw["sources"]), path=str(path),
-                gcc_mfpu=raw.get("gcc_mfpu"))
+                gcc_mfpu=raw.get("gcc_mfpu"), gcc_extra_flags=tuple(raw.get("gcc_extra_flags", ())))
 
 
 def core_info(core_id: str, boards_dir: str | os.PathLike | None = None) -> Core:

@@ -69,6 +69,7 @@ class CoreFlags:
     has_dwt: bool
     arch_flags: str          # the compiler flags, ready for the Makefile
     dwt_unlock: bool = False  # Cortex-M7: unlock DWT_LAR before enabling CYCCNT (core file)
+    extra_flags: str = ""     # the core file's gcc_extra_flags: the app and the TFLM library both get them
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class FirmwareContext:
     core: CoreFlags
     tflm_commit: str
     report_used: bool
+    tflm_build_type: str = "release_with_logs"  # the Makefile's default TFLM_BUILD_TYPE (costs.flash)
     data_spec: str = ""                    # the dataset the model was exported with (export report), or ""
     input_kind: str = "image"              # image: uint8 pixels through input_lut; tensor: values as sent
     input_features: tuple[tuple[str, str], ...] = ()  # audio frontend settings from the export report
@@ -157,9 +159,10 @@ def core_flags(board: Board) -> CoreFlags:
         flags += [f"-mfpu={fpu}", "-mfloat-abi=hard"]
     else:
         flags += ["-mfloat-abi=soft"]
+    flags += core.gcc_extra_flags
     arch = core.tflm_target_arch_hard if hard else core.tflm_target_arch_soft
     return CoreFlags(core.mcpu, fpu, "hard" if hard else "soft", arch, core.dwt_cyccnt, " ".join(flags),
-                     dwt_unlock=core.dwt_unlock)
+                     dwt_unlock=core.dwt_unlock, extra_flags=" ".join(core.gcc_extra_flags))
 
 
 # Flash runner -> (program, how to install it).

@@ -20,6 +20,10 @@ the nominal APP_CODE_BYTES; a 4-D int8 image input adds the firmware's pixel LUT
 correction. No real model is used for the fit; the real models are the hold-out check
 (`bench_firmware_flash.py`, target within 5% of the linked size).
 
+One table per TFLite Micro build type: `release_with_logs` (what the generated Makefile builds by default:
+NDEBUG, TFLM's log and error strings kept) and `release` (`make TFLM_BUILD_TYPE=release`: also
+TF_LITE_STRIP_ERROR_STRINGS, about 17 kB less on Cortex-M4). The search and codegen budget the default.
+
 Cores with a measured table: Cortex-M4 and Cortex-M7. The others (M0+, M3, M33, M55) scale the Cortex-M4
 table by a code-density factor, labelled "estimated, not measured" in the data file: Cortex-M0+ is Thumb-1
 only and its CMSIS-NN build has no DSP paths (smaller kernels, larger framework code: net 0.95x);
@@ -32,6 +36,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from ..errors import ConfigError
 from .graph import Graph
 
 # Least-squares fit of (file bytes - constant bytes - 12 x quantization channels) on (tensors, 1) over
@@ -46,6 +51,8 @@ REFERENCE_CORE = "cortex-m4"   # the table a core without measurements scales
 # ofa-mcu's own firmware code beyond the board's reserve (which already holds start-up, HAL and vector
 # table): main.cc, the wire protocol (protocol.c) and the libc pieces they pull in.
 APP_CODE_BYTES = 8_192
+# TFLite Micro's BUILD_TYPE the generated Makefile uses unless told otherwise (TFLM_BUILD_TYPE=...).
+DEFAULT_BUILD_TYPE = "release_with_logs"
 
 
 def model_bytes(graph: Graph) -> int:
@@ -73,9 +80,19 @@ def runtime_data() -> dict:
         return json.load(f)
 
 
-def runtime_table(core: str) -> tuple[dict, float, str]:
+def build_types() -> tuple[str, ...]:
+    """The TFLM build types with a fitted table."""
+    return tuple(runtime_data()["build_types"])
+
+
+def runtime_table(core: str, build_type: str | None = None) -> tuple[dict, float, str]:
     """(measured table, scale factor, status) for `core`: its own table, or the Cortex-M4 one scaled."""
-    cores = runtime_data()["cores"]
+    build_type = build_type or DEFAULT_BUILD_TYPE
+    tables = runtime_data()["build_types"]
+    if build_type not in tables:
+        raise ConfigError(f"TFLite Micro build type '{build_type}' has no flash table",
+                          hint=f"use one of: {', '.join(tables)}")
+    cores = tables[build_type]["cores"]
     entry = cores.get(core)
     if entry is None:
         return cores[REFERENCE_CORE], 1.0, f"estimated, not measured (no entry: {REFERENCE_CORE} table)"
@@ -89,10 +106,11 @@ def other_op_bytes(table: dict) -> int:
     return max(table["op_bytes"].values())
 
 
-def runtime_code_bytes(op_kinds, core: str, *, image_input: bool = True) -> int:
+def runtime_code_bytes(op_kinds, core: str, *, image_input: bool = True, build_type: str | None = None) -> int:
     """Flash of the TFLM runtime with exactly these ops registered (int8 kernels, CMSIS-NN), plus the
-    firmware's image-input code when the model takes a 4-D int8 image (every search-space model does)."""
-    table, factor, _ = runtime_table(core)
+    firmware's image-input code when the model takes a 4-D int8 image (every search-space model does),
+    for `build_type` (default: DEFAULT_BUILD_TYPE, what the generated Makefile builds)."""
+    table, factor, _ = runtime_table(core, build_type)
     ops = set(op_kinds)
     code = table["framework_bytes"] + (table["image_input_bytes"] if image_input else 0)
     code += sum(table["op_bytes"].get(k, other_op_bytes(table)) for k in ops)
