@@ -12,9 +12,9 @@ from pipeline.boards import list_boards, load_board
 from pipeline.costs import estimate
 from pipeline.errors import ConfigError, UsageError
 from pipeline.search.evolution import search
-from pipeline.search.predictor import AccuracyPredictor, label_info, sample_archs
+from pipeline.search.predictor import AccuracyPredictor, heldout_accuracy, label_info, sample_archs
 from pipeline.progress import ProgressLines
-from pipeline.supernet.space import SearchSpace, default_resolutions, default_space, macs, resolution_note
+from pipeline.supernet.space import SearchSpace, SubnetArch, default_resolutions, default_space, macs, resolution_note
 
 SMALL = dict(population=30, generations=6, parents=8, n_mutate=15, n_crossover=15)
 
@@ -154,11 +154,17 @@ def test_catalog_over_several_budgets_is_one_deployment_each(trained_supernet_di
         assert sj["predicted_minus_measured_points"] == pytest.approx(
             100 * (r["predicted"]["acc"] - r["measured"]["int8_acc"]), abs=1e-3)
         assert r["predicted_minus_measured_points"] == sj["predicted_minus_measured_points"]
+        # the pick measured exactly as a predictor label is (the predictor's own value is selection-biased)
+        assert r["heldout_acc"] == sj["heldout_acc"] == pytest.approx(
+            heldout_accuracy(trained_supernet_dir, SubnetArch.parse(r["arch"])), abs=1e-9)
+        assert r["heldout_minus_measured_points"] == pytest.approx(
+            100 * (r["heldout_acc"] - r["measured"]["int8_acc"]), abs=1e-3)
     from pipeline.search.catalog import write_catalog
     write_catalog(data, out)
     md = (out / "catalog.md").read_text()
     assert md.count("\n| nucleo-f412zg |") == 3 and "| none |" in md
-    assert data["predictor_error"]["picks"] == 3
+    assert data["predictor_error"]["picks"] == 3 and data["heldout_error"]["picks"] == 3
+    assert "mean |held-out - int8|" in md
 
 
 # -- a space that follows the data and spans the boards -------------------------------------------

@@ -26,7 +26,7 @@ from .. import artifacts
 from .._io import append_jsonl, write_bytes
 from ..costs import APP_SRAM_BYTES, runtime_code_bytes
 from ..costs.flash import APP_CODE_BYTES, is_image_input
-from ..errors import AccuracyGateError, BudgetError, ExportError
+from ..errors import AccuracyGateError, ArtifactError, BudgetError, ConfigError, ExportError
 from ..supernet.space import SearchSpace, SubnetArch
 from .evolution import Budget, Candidate, SearchResult, search
 
@@ -58,6 +58,12 @@ class Selection:
     export_dir: Path
     attempts: list[dict] = field(default_factory=list)
     search: SearchResult | None = None
+    heldout_acc: float | None = None   # the pick measured on the predictor's label images (float)
+
+    @property
+    def heldout_minus_measured(self) -> float | None:
+        """Held-out (float, label images) minus measured (int8 TFLite Micro, test split) accuracy, in points."""
+        return prediction_error(self.heldout_acc, self.measured.int8_acc)
 
     @property
     def margins(self) -> dict:
@@ -75,6 +81,7 @@ class Selection:
         return {"board": self.board, "arch": self.arch.to_dict(), "budget": self.budget.to_dict(),
                 "predicted": self.candidate.to_dict(self.budget), "measured": self.measured.to_dict(),
                 "predicted_minus_measured_points": self.predicted_minus_measured,
+                "heldout_acc": self.heldout_acc, "heldout_minus_measured_points": self.heldout_minus_measured,
                 "measured_margins": self.margins, "export_dir": str(self.export_dir),
                 "attempts": self.attempts,
                 "search": None if self.search is None else self.search.to_dict(top=10)}
@@ -126,6 +133,21 @@ def _export(supernet_dir: Path, arch: SubnetArch, cache: Path, export_fn: Callab
         from ..export import export_subnet as export_fn
     export_fn(supernet_dir, arch, d, **export_kwargs)
     return d
+
+
+def _heldout(supernet_dir: Path, arch: SubnetArch, seed: int, export_kwargs: dict | None,
+             say: Callable[[str], None]) -> float | None:
+    """The pick's held-out accuracy (`predictor.heldout_accuracy`), or None when it would not describe the
+    deployed model (fine-tuned weights) or the run has no trained weights to measure."""
+    from .predictor import heldout_accuracy
+
+    if (export_kwargs or {}).get("finetune_epochs") or not (supernet_dir / "weights.pt").exists():
+        return None
+    try:
+        return heldout_accuracy(supernet_dir, arch, seed=seed)
+    except (ArtifactError, ConfigError) as e:
+        say(f"no held-out accuracy for {arch}: {e.message}")
+        return None
 
 
 def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, predictor=None,
@@ -212,11 +234,16 @@ def select_and_verify(supernet_dir: str | Path, board, out_dir: str | Path, *, p
         for name in ("model_int8.tflite", "model.onnx", EXPORT_REPORT):
             if (d / name).exists():
                 write_bytes(out_dir / name, (d / name).read_bytes())
-        sel = Selection(board.id, cand.arch, cand, m, budget, d, attempts, result)
+        sel = Selection(board.id, cand.arch, cand, m, budget, d, attempts, result,
+                        heldout_acc=_heldout(supernet_dir, cand.arch, seed, export_kwargs, say))
         artifacts.write("search result", out_dir, sel.to_dict())
         err = sel.predicted_minus_measured
-        acc = ("" if err is None else f"; accuracy {100 * cand.predicted_acc:.2f}% predicted, "
-               f"{100 * m.int8_acc:.2f}% int8 measured (test split): predicted - measured {err:+.2f} points")
+        held = ""
+        if sel.heldout_minus_measured is not None:
+            held = (f", {100 * sel.heldout_acc:.2f}% on held-out images (float, "
+                    f"{sel.heldout_minus_measured:+.2f} points)")
+        acc = ("" if err is None else f"; accuracy {100 * cand.predicted_acc:.2f}% predicted ({err:+.2f} points)"
+               f"{held}, {100 * m.int8_acc:.2f}% int8 measured (test split)")
         say(f"fits {cand.arch}: SRAM {m.sram_bytes} / {budget.sram_bytes} B, flash {m.flash_bytes} / "
             f"{budget.flash_bytes} B{acc}")
         return sel
