@@ -120,8 +120,8 @@ def check_output(opt: str, path: str, *, is_file: bool) -> None:
 
 def _check_output(opt: str, path: str, *, is_file: bool) -> None:
     """The output folder (or file) can be written: not an existing file where a folder is wanted (or
-    the reverse), and a file can really be created there (the folder is created now; as root, permission
-    bits say nothing, so this tries)."""
+    the reverse), and a file can really be created there (as root, permission bits say nothing, so this
+    tries, in the folder or its nearest existing ancestor: a refused command leaves no empty folder)."""
     import tempfile
 
     if not str(path).strip():
@@ -140,8 +140,7 @@ def _check_output(opt: str, path: str, *, is_file: bool) -> None:
         raise UsageError(f"{opt} {path}: {base} is a file, so nothing can be created below it",
                          hint="choose another path")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        with tempfile.TemporaryFile(dir=folder if folder.is_dir() else base):
             pass
     except OSError as e:
         raise UsageError(f"{opt} {_short(path)}: cannot write there ({e.strerror or e})",

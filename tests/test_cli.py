@@ -47,3 +47,17 @@ def test_deploy_budget_is_checked_before_any_work(tmp_path, args, needle):
     assert r.returncode == 2 and needle in r.stderr, r.stderr
     assert not (tmp_path / "run").exists()
 
+
+
+@pytest.mark.parametrize("board,extra,needle", [
+    ("nosuch", [], "unknown board 'nosuch'"),
+    ("qemu-mps2-an386", ["--extra-ops", "FOO"], "unknown TFLite Micro op(s) 'FOO'"),
+])
+def test_a_refused_codegen_leaves_no_empty_out_folder(tmp_path, board, extra, needle):
+    model = tmp_path / "model_int8.tflite"
+    model.write_bytes(b"TFL3")  # never read: the board and the op names are refused first
+    out = tmp_path / "fw" / "board"
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "codegen", "--model", str(model), "--board", board,
+                        "--out", str(out), *extra], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "fw").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -303,3 +304,33 @@ def test_qemu_check_finds_the_folder_generated_for_its_model(tiny, golden_model,
     other = load_board("qemu-mps2-an500")
     assert firmware_dir_for(model, other, None) == model.parent / "firmware-qemu-mps2-an500"
     assert firmware_dir_for(golden_model, board, None) != fw
+
+
+@pytest.mark.skipif(not shutil.which("arm-none-eabi-ar"), reason="needs arm-none-eabi-ar (gcc-arm-none-eabi)")
+def test_a_cached_library_without_the_interpreter_is_built_again(tmp_path):
+    """An interrupted library build can leave an empty archive in the shared cache; make must not take it as
+    up to date (the link then fails with undefined references): it removes it and archives it again."""
+    model, _ = make_tiny_int8_tflite(tmp_path / "m.tflite")
+    fw = generate_firmware(model, "qemu-mps2-an386", tmp_path / "fw")
+    tflm = tmp_path / "tflite-micro"   # never built here: only the cache path and the check are exercised
+    tflm.mkdir()
+    env = {**os.environ, "TFLM_CACHE": str(tmp_path / "cache")}
+    env.pop("TFLM_DIR", None)
+
+    def print_lib() -> subprocess.CompletedProcess:
+        return subprocess.run(["make", "-s", "--no-print-directory", "print-tflm-lib", f"TFLM_DIR={tflm}"],
+                              cwd=fw, env=env, capture_output=True, text=True)
+
+    lib = Path(print_lib().stdout.strip())
+    assert lib.name == "libtensorflow-microlite.a" and tmp_path / "cache" in lib.parents
+    lib.parent.mkdir(parents=True)
+    lib.write_bytes(b"!<arch>\n")                 # what the interrupted build left
+    r = print_lib()
+    assert not lib.exists() and "holds no TFLite Micro interpreter" in r.stderr, r.stderr
+    # a real archive with the interpreter in it is left alone
+    obj = tmp_path / "micro_interpreter.o"
+    subprocess.run(["arm-none-eabi-gcc", "-c", "-x", "c", "-", "-o", str(obj)], input="int x;\n", text=True,
+                   check=True)
+    subprocess.run(["arm-none-eabi-ar", "rc", str(lib), str(obj)], check=True)
+    r = print_lib()
+    assert lib.exists() and "holds no" not in r.stderr, r.stderr
