@@ -24,10 +24,11 @@ One table per TFLite Micro build type: `release_with_logs` (what the generated M
 NDEBUG, TFLM's log and error strings kept) and `release` (`make TFLM_BUILD_TYPE=release`: also
 TF_LITE_STRIP_ERROR_STRINGS, about 17 kB less on Cortex-M4). The search and codegen budget the default.
 
-Cores with a measured table: Cortex-M4 and Cortex-M7. The others (M0+, M3, M33, M55) scale the Cortex-M4
-table by a code-density factor, labelled "estimated, not measured" in the data file: Cortex-M0+ is Thumb-1
-only and its CMSIS-NN build has no DSP paths (smaller kernels, larger framework code: net 0.95x);
-Cortex-M55 adds the MVE kernels beside the scalar ones (1.2x). `make size` on the generated firmware is the
+Cores with a measured table: release_with_logs on Cortex-M4, M7, M33 and M55 (the emulated boards' cores),
+release on Cortex-M4 and M7. The rest scale the Cortex-M4 table of the same build type by a code-density
+factor, labelled "estimated, not measured" in the data file: Cortex-M0+ is Thumb-1 only and its CMSIS-NN
+build has no DSP paths (net 0.95x); M33 and M55 release use their measured release_with_logs ratio to M4
+(1.0 and 0.87: the MVE kernels replace the scalar ones). `make size` on the generated firmware is the
 ground truth.
 """
 from __future__ import annotations
