@@ -253,6 +253,11 @@ def test_cli_search_progress_and_objective(trained_supernet_dir, tmp_path, capsy
     import re
     assert "objective latency within 5 points" in cap.out
     assert re.search(r"labels on 3[56]\d holdout\+calibration images", cap.out)
+    # the accuracy shown is the pick measured on the held-out images, not the predictor's figure
+    held = re.search(r"accuracy (\d+\.\d\d)% measured on held-out images", cap.out)
+    assert held, cap.out
+    arch = SubnetArch.parse(re.search(r"^arch +(\S+)", cap.out, re.M).group(1))
+    assert float(held.group(1)) == pytest.approx(100 * heldout_accuracy(run / "supernet", arch), abs=0.006)
     rep = json.loads((run / "predictor" / "report.json").read_text())
     assert rep["labels"]["disjoint"] and rep["labels"]["bn_split"] == "train"
     rc = main(["search", "--supernet", str(run / "supernet"), "--board", "nucleo-f412zg", "--samples", "6",
