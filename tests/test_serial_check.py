@@ -316,6 +316,25 @@ def test_board_sim_command_serves_a_pty(models):
     assert "1 inferences" in err
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_board_sim_stops_on_its_signal_even_when_started_with_sigint_ignored(models, stop):
+    """A background job of a non-interactive shell (or a parent that ignores SIGINT) starts with SIGINT
+    ignored; board-sim must still stop cleanly on it (and on SIGTERM), printing its closing statistics."""
+    def ignore_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "board-sim", "--model", str(models["a"]),
+                             "--board", "rpi-pico", "--duration", "60"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ignore_sigint)
+    try:
+        assert proc.stdout.readline().startswith("/dev/")
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert "board-sim: 0 frames in, 0 inferences" in err, err
+
+
 @pytest.fixture(scope="module")
 def big_model(tmp_path_factory):
     """Input 32x32x3 (12 SET_INPUT frames) and 300 logits (more than one RESULT page)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -31,6 +32,11 @@ def run(args) -> int:
     path = vb.start()
     print(path, flush=True)  # first line: the port, for scripts
     print(sim_summary(vb), file=sys.stderr, flush=True)
+    # Ctrl-C (SIGINT) or SIGTERM stops the board cleanly, even when it was started with SIGINT ignored (a
+    # background job of a non-interactive shell, or a parent that ignores it, passes that on): a server
+    # that ignores its documented stop signal would hang whoever stops it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     t_end = time.monotonic() + args.duration if args.duration else None
     try:
         while t_end is None or time.monotonic() < t_end:
