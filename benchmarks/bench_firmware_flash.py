@@ -113,9 +113,6 @@ def flash_by_object(map_path: Path) -> dict[str, int]:
     return dict(sizes)
 
 
-BUILD_TYPES = ("release_with_logs", "release")
-
-
 def measure(fw: Path, tflm: str, build_type: str = DEFAULT_BUILD_TYPE) -> dict:
     t0 = time.monotonic()
     r = subprocess.run(["make", "-C", str(fw), "-j2", f"TFLM_DIR={tflm}", f"TFLM_BUILD_TYPE={build_type}",
@@ -221,7 +218,8 @@ def differential(args, tmp: Path) -> int:
             data = model.read_bytes()
             fw = generate_firmware(model, board, tmp / f"{board_id}-d{i}", extra_ops=list(extra))
             m = measure(fw, args.tflm_dir, args.build_type)
-            row = {"board": board_id, "core": board.core, "build_type": args.build_type, "base": base, "extra_ops": list(extra),
+            row = {"board": board_id, "core": board.core, "build_type": args.build_type, "base": base,
+                   "extra_ops": list(extra),
                    "model_bytes": len(data), "text": m["text"], "data": m["data"], "flash": m["flash"],
                    "beyond_model_bytes": m["flash"] - len(data), "build_s": m["build_s"]}
             rows.append(row)
@@ -382,7 +380,7 @@ def main() -> int:
                     help="no builds: fit (and --write-data) the rows of earlier --differential runs' JSON")
     ap.add_argument("--repredict", metavar="JSON",
                     help="no builds: predict the builds of an earlier run's JSON again with the current flash model")
-    ap.add_argument("--build-type", choices=BUILD_TYPES, default=DEFAULT_BUILD_TYPE,
+    ap.add_argument("--build-type", choices=tuple(BUILD_DESCRIPTIONS), default=DEFAULT_BUILD_TYPE,
                     help="the firmware's TFLM_BUILD_TYPE (release also strips TFLM's error strings)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -423,7 +421,8 @@ def main() -> int:
                 fw = generate_firmware(model, board, tmp / f"{board_id}-{model.stem}")
                 m = measure(fw, args.tflm_dir, args.build_type)
                 beyond = m["flash"] - len(data)
-                row = {"board": board_id, "core": board.core, "build_type": args.build_type, "model": model.name, "model_bytes": len(data),
+                row = {"board": board_id, "core": board.core, "build_type": args.build_type, "model": model.name,
+                       "model_bytes": len(data),
                        "ops": ops, "image_input": is_image_input(info.input.shape, info.input.dtype), **m,
                        "beyond_model_bytes": beyond}
                 rows.append(row)

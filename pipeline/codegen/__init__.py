@@ -12,7 +12,6 @@ from .. import artifacts
 from .._io import read_json, sha256_bytes, sha256_file, write_bytes, write_json, write_text
 from ..boards import Board, load_board
 from ..contract import InputContract
-from ..costs.flash import DEFAULT_BUILD_TYPE
 from ..errors import ArtifactError, BudgetError, UsageError
 from ..tflite.model_info import ModelInfo, read_tflite
 from .arena import ArenaPlan, plan_arena
@@ -129,7 +128,7 @@ def build_context(model_path: str | os.PathLike, board: Board, *, report=None, l
         ops=tuple(resolver_entries([op_label(op) for op in model.all_ops], _int8_ops(model), extra_ops)),
         op_count=len(model.all_ops), op_codes=tuple(op.code for op in model.ops),
         op_names=tuple(op_label(op) for op in model.ops), arena=arena, board=board_context(board),
-        core=core_flags(board), tflm_commit=TFLM_COMMIT, tflm_build_type=DEFAULT_BUILD_TYPE, report_used=used, data_spec=_data_spec(rep),
+        core=core_flags(board), tflm_commit=TFLM_COMMIT, report_used=used, data_spec=_data_spec(rep),
         input_kind="image" if contract else "tensor",
         input_features=tuple((str(k), str(v)) for k, v in ((rep or {}).get("input_features") or {}).items()))
 

@@ -10,6 +10,7 @@ from importlib import metadata
 
 from ..boards import Board
 from ..contract import InputContract
+from ..costs.flash import DEFAULT_BUILD_TYPE
 from ..errors import ArtifactError, BoardError
 from ..tflite.model_info import ModelInfo, TensorInfo
 from .arena import ArenaPlan
@@ -136,7 +137,7 @@ class FirmwareContext:
     core: CoreFlags
     tflm_commit: str
     report_used: bool
-    tflm_build_type: str = "release_with_logs"  # the Makefile's default TFLM_BUILD_TYPE (costs.flash)
+    tflm_build_type: str = DEFAULT_BUILD_TYPE  # the Makefile's default TFLM_BUILD_TYPE: what flash is budgeted for
     data_spec: str = ""                    # the dataset the model was exported with (export report), or ""
     input_kind: str = "image"              # image: uint8 pixels through input_lut; tensor: values as sent
     input_features: tuple[tuple[str, str], ...] = ()  # audio frontend settings from the export report

@@ -105,10 +105,9 @@ def run(args) -> int:
     b, c, m = res.budget, res.best.costs, res.margins
     print(f"board    {board.id} ({board.core}, {board.clock_mhz:g} MHz)")
     print(f"arch     {res.best.arch}" + (f"  (patches {res.best.patches})" if res.best.patches != "off" else ""))
-    heldout = None
-    if (sn / "weights.pt").exists():  # the pick measured as a label is: the predictor's figure for it runs high
-        from ..search.predictor import heldout_accuracy
-        heldout = heldout_accuracy(sn, res.best.arch, seed=args.seed)
+    from ..search.predictor import heldout_accuracy
+    heldout = heldout_accuracy(sn, res.best.arch, seed=args.seed)  # the predictor's figure for its pick runs high
+    if heldout is not None:
         print(f"accuracy {100 * heldout:.2f}% measured on held-out images (float, {_label_images(sn)}; the "
               f"predictor's {100 * res.best.predicted_acc:.2f}% ranks, and runs high for the arch it rates best; "
               f"the int8 figure is measured at export)")

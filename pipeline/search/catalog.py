@@ -112,23 +112,25 @@ def catalog_data(supernet_dir: str | Path, boards: Sequence, out_dir: str | Path
                 "attempts": len(sel.attempts), "misses": [a for a in sel.attempts if not a.get("fits")],
                 "export_dir": str(sel.export_dir), "seconds": round(time.perf_counter() - t0, 2)})
             rows.append(row)
-    errs = [r["predicted_minus_measured_points"] for r in rows if r.get("predicted_minus_measured_points") is not None]
-    held = [r["heldout_minus_measured_points"] for r in rows if r.get("heldout_minus_measured_points") is not None]
     return {"version": CATALOG_VERSION, "supernet": str(supernet_dir), "latency_ms": budgets[0] if not several else None,
             "latency_budgets_ms": budgets, "seed": seed,
             "boards": rows, "distinct_archs": len({r["arch"] for r in rows if r.get("fits")}),
-            "predictor_error": {"mean_abs_points": round(sum(abs(e) for e in errs) / len(errs), 3) if errs else None,
-                                "mean_points": round(sum(errs) / len(errs), 3) if errs else None,
-                                "picks": len(errs),
-                                "what": "predicted (float, predictor labels) minus measured int8 TFLite Micro "
-                                        "accuracy on the test split, per pick"},
-            "heldout_error": {"mean_abs_points": round(sum(abs(e) for e in held) / len(held), 3) if held else None,
-                              "mean_points": round(sum(held) / len(held), 3) if held else None,
-                              "picks": len(held),
-                              "what": "the pick's float accuracy on the predictor's label images (holdout + "
-                                      "calibration, BN re-calibrated on train images) minus its measured int8 "
-                                      "TFLite Micro accuracy on the test split"},
+            "predictor_error": _error_summary(rows, "predicted_minus_measured_points",
+                                              "predicted (float, predictor labels) minus measured int8 TFLite "
+                                              "Micro accuracy on the test split, per pick"),
+            "heldout_error": _error_summary(rows, "heldout_minus_measured_points",
+                                            "the pick's float accuracy on the predictor's label images (holdout "
+                                            "+ calibration, BN re-calibrated on train images) minus its measured "
+                                            "int8 TFLite Micro accuracy on the test split"),
             "seconds": round(time.perf_counter() - t_start, 2)}
+
+
+def _error_summary(rows: list[dict], key: str, what: str) -> dict:
+    """Mean |error| and mean error in points over the rows that have `key`."""
+    errs = [r[key] for r in rows if r.get(key) is not None]
+    return {"mean_abs_points": round(sum(abs(e) for e in errs) / len(errs), 3) if errs else None,
+            "mean_points": round(sum(errs) / len(errs), 3) if errs else None,
+            "picks": len(errs), "what": what}
 
 
 def _budget_text(data: dict) -> str:

@@ -332,15 +332,19 @@ _EVALUATORS: dict[tuple, Callable[[SubnetArch], float]] = {}
 
 
 def heldout_accuracy(supernet_dir: str | Path, arch: SubnetArch, *, seed: int = 0,
-                     data_spec: str | None = None, num_calib_images: int = 500) -> float:
+                     data_spec: str | None = None, num_calib_images: int = 500) -> float | None:
     """Float accuracy of `arch` measured exactly as a predictor label is (BN re-calibrated on train images,
-    accuracy on the holdout + calibration images), for the arch the search chose.
+    accuracy on the holdout + calibration images), for the arch the search chose; None when the run has
+    no trained weights to measure (a space only).
 
     The predictor's value for a pick is biased upwards: the search keeps the arch whose prediction is
     highest, so it keeps the ones the predictor over-rates (on builtin:shapes 13 of 14 picks came out 2-5
     points above their test accuracy). The pick's own measurement did not choose it, so it carries no such
     bias; the test split stays untouched for the final int8 figure. One evaluator (supernet and images
     loaded once) per supernet weights and data."""
+    from ..supernet.store import WEIGHTS
+    if not (Path(supernet_dir) / WEIGHTS).exists():
+        return None
     key = (str(Path(supernet_dir).resolve()), _weights_id(supernet_dir), data_spec, num_calib_images, seed)
     if key not in _EVALUATORS:
         _EVALUATORS.clear()  # one supernet's evaluator at a time: it holds the supernet and images in memory

@@ -141,7 +141,7 @@ def _heldout(supernet_dir: Path, arch: SubnetArch, seed: int, export_kwargs: dic
     deployed model (fine-tuned weights) or the run has no trained weights to measure."""
     from .predictor import heldout_accuracy
 
-    if (export_kwargs or {}).get("finetune_epochs") or not (supernet_dir / "weights.pt").exists():
+    if (export_kwargs or {}).get("finetune_epochs"):
         return None
     try:
         return heldout_accuracy(supernet_dir, arch, seed=seed)
